@@ -1,0 +1,227 @@
+//! Configuration: one `Config` value, whatever the source.
+//!
+//! Parsers take `&str` and report errors with a 1-based line number; `load` is the thin
+//! wrapper that reads a file and puts its path in front of every error, so a person sees
+//! `/etc/offloadd/offloadd.toml:12: ...` and knows where to look.
+
+mod toml;
+mod values;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use self::toml::parse_toml;
+pub use values::{parse_duration, IpPrefix, L4Proto, PortRange};
+
+/// Default configuration file for the TOML source.
+pub const DEFAULT_TOML_PATH: &str = "/etc/offloadd/offloadd.toml";
+
+/// The whole configuration of the daemon, independent of where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Whether we build our own flowtable or only report on someone else's.
+    pub mode: Mode,
+    /// What goes into the flowtable and what must never be offloaded.
+    pub offload: OffloadConfig,
+    /// How we watch conntrack.
+    pub conntrack: ConntrackConfig,
+    /// Flowtable idle timeouts; `None` leaves the kernel's value alone.
+    pub timeouts: Timeouts,
+}
+
+/// DESIGN.md "Modes".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Observe when another flowtable already covers our devices, else manage.
+    Auto,
+    /// Build and maintain `table inet offloadd`.
+    Manage,
+    /// Create nothing; report on flowtables others own.
+    Observe,
+}
+
+/// What to do about hardware offload (`flags offload` on the flowtable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardware {
+    /// Never ask the NIC.
+    Off,
+    /// Try the flag; on refusal fall back to software and say why.
+    Auto,
+    /// Refuse to start without hardware offload.
+    Require,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffloadConfig {
+    /// Devices (interface names) whose forwarded flows may be offloaded.
+    pub devices: Vec<String>,
+    /// Hardware offload policy.
+    pub hardware: Hardware,
+    /// Keep conntrack byte/packet counters right for offloaded flows (nlbwmon, accounting).
+    pub counter: bool,
+    /// Connections that must stay on the normal path (each compiles to one or more
+    /// `return` rules before `flow add`).
+    pub exclude: Vec<Exclude>,
+}
+
+/// One `[[offload.exclude]]` entry. Fields are ANDed; the items of a list are ORed.
+/// Every match is on the connection's original tuple, never on the packet header (a reply
+/// packet carries the tuple reversed; DESIGN.md "Ruleset we own").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Exclude {
+    /// Line of the entry in its file, so plan errors can point at it.
+    pub line: usize,
+    /// Transport protocol; `None` means TCP and UDP alike.
+    pub l4proto: Option<L4Proto>,
+    /// Source ports or ranges of the original direction.
+    pub sport: Vec<PortRange>,
+    /// Destination ports or ranges of the original direction.
+    pub dport: Vec<PortRange>,
+    /// Source addresses or prefixes of the original direction.
+    pub saddr: Vec<IpPrefix>,
+    /// Destination addresses or prefixes of the original direction.
+    pub daddr: Vec<IpPrefix>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackConfig {
+    /// Period of the full dump that catches state changes the kernel sends no event for.
+    pub resync_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    /// `net.netfilter.nf_flowtable_tcp_timeout`.
+    pub tcp: Option<Duration>,
+    /// `net.netfilter.nf_flowtable_udp_timeout`.
+    pub udp: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Auto,
+            offload: OffloadConfig {
+                devices: Vec::new(),
+                hardware: Hardware::Auto,
+                counter: true,
+                exclude: Vec::new(),
+            },
+            conntrack: ConntrackConfig {
+                resync_interval: Duration::from_secs(2),
+            },
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A config error with the line it was found on (1-based; 0 when no line applies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl ParseError {
+    pub fn new(line: usize, message: impl Into<String>) -> Self {
+        ParseError {
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// A config error tied to its file: displays as `file:line: message`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source} (check the path given with --config)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", fmt_at(path, *line, message))]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+fn fmt_at(path: &Path, line: usize, message: &str) -> String {
+    if line == 0 {
+        format!("{}: {message}", path.display())
+    } else {
+        format!("{}:{line}: {message}", path.display())
+    }
+}
+
+/// Reads and parses a TOML config file.
+pub fn load_toml(path: &Path) -> Result<Config, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let text = text_or_error(&bytes).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: e.line,
+        message: e.message,
+    })?;
+    parse_toml(text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        line: e.line,
+        message: e.message,
+    })
+}
+
+/// Config files must be UTF-8; point at the first line that is not.
+fn text_or_error(bytes: &[u8]) -> Result<&str, ParseError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        ParseError::new(line, "not valid UTF-8 text (save the file as UTF-8)")
+    })
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Auto => "auto",
+            Mode::Manage => "manage",
+            Mode::Observe => "observe",
+        })
+    }
+}
+
+impl fmt::Display for Hardware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hardware::Off => "off",
+            Hardware::Auto => "auto",
+            Hardware::Require => "require",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_points_at_line() {
+        let e = text_or_error(b"mode = \"auto\"\n# \xff\n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn error_display_has_file_and_line() {
+        let e = ConfigError::Invalid {
+            path: "/etc/offloadd/offloadd.toml".into(),
+            line: 7,
+            message: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "/etc/offloadd/offloadd.toml:7: bad");
+    }
+}

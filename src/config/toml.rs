@@ -1,0 +1,317 @@
+//! The TOML source (`/etc/offloadd/offloadd.toml`, any distribution).
+//!
+//! Deserialises into raw structs that keep each value's span, then validates into
+//! `Config`, so both syntax and meaning errors carry the line they were found on.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::parse_duration;
+use super::{Config, Exclude, Hardware, Mode, ParseError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    mode: Option<Spanned<String>>,
+    offload: Option<RawOffload>,
+    conntrack: Option<RawConntrack>,
+    timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOffload {
+    devices: Option<Vec<Spanned<String>>>,
+    hardware: Option<Spanned<String>>,
+    counter: Option<bool>,
+    exclude: Option<Vec<Spanned<RawExclude>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExclude {
+    l4proto: Option<Spanned<String>>,
+    sport: Option<Vec<Spanned<String>>>,
+    dport: Option<Vec<Spanned<String>>>,
+    saddr: Option<Vec<Spanned<String>>>,
+    daddr: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConntrack {
+    resync_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    tcp: Option<Spanned<String>>,
+    udp: Option<Spanned<String>>,
+}
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+
+/// Parses TOML text into a `Config`. Errors carry the 1-based line.
+pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(text, s.start));
+        ParseError::new(line, e.message().trim_end().replace('\n', "; "))
+    })?;
+    let at = |span: Range<usize>| line_of(text, span.start);
+    let mut cfg = Config::default();
+
+    if let Some(m) = raw.mode {
+        cfg.mode = match m.get_ref().as_str() {
+            "auto" => Mode::Auto,
+            "manage" => Mode::Manage,
+            "observe" => Mode::Observe,
+            other => {
+                return Err(ParseError::new(
+                    at(m.span()),
+                    format!("mode {other:?} is not valid: use \"auto\", \"manage\" or \"observe\""),
+                ))
+            }
+        };
+    }
+
+    if let Some(o) = raw.offload {
+        let mut seen = BTreeSet::new();
+        for d in o.devices.unwrap_or_default() {
+            let name = d.get_ref();
+            if let Err(why) = check_ifname(name) {
+                return Err(ParseError::new(at(d.span()), why));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(ParseError::new(
+                    at(d.span()),
+                    format!("device {name:?} is listed twice"),
+                ));
+            }
+            cfg.offload.devices.push(name.clone());
+        }
+        if let Some(h) = o.hardware {
+            cfg.offload.hardware =
+                match h.get_ref().as_str() {
+                    "off" => Hardware::Off,
+                    "auto" => Hardware::Auto,
+                    "require" => Hardware::Require,
+                    other => return Err(ParseError::new(
+                        at(h.span()),
+                        format!(
+                            "hardware {other:?} is not valid: use \"off\", \"auto\" or \"require\""
+                        ),
+                    )),
+                };
+        }
+        if let Some(c) = o.counter {
+            cfg.offload.counter = c;
+        }
+        for e in o.exclude.unwrap_or_default() {
+            let line = at(e.span());
+            cfg.offload
+                .exclude
+                .push(exclude(text, line, e.into_inner())?);
+        }
+    }
+
+    if let Some(c) = raw.conntrack {
+        if let Some(r) = c.resync_interval {
+            let d = parse_duration(r.get_ref()).map_err(|m| ParseError::new(at(r.span()), m))?;
+            if d.as_millis() < 100 || d.as_secs() > 3600 {
+                return Err(ParseError::new(
+                    at(r.span()),
+                    "resync_interval must be between 100ms and 1h",
+                ));
+            }
+            cfg.conntrack.resync_interval = d;
+        }
+    }
+
+    if let Some(t) = raw.timeouts {
+        cfg.timeouts.tcp = timeout(text, t.tcp)?;
+        cfg.timeouts.udp = timeout(text, t.udp)?;
+    }
+    Ok(cfg)
+}
+
+fn exclude(text: &str, line: usize, raw: RawExclude) -> Result<Exclude, ParseError> {
+    fn list<T: std::str::FromStr<Err = String>>(
+        text: &str,
+        items: Option<Vec<Spanned<String>>>,
+    ) -> Result<Vec<T>, ParseError> {
+        items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| {
+                s.get_ref()
+                    .parse()
+                    .map_err(|m| ParseError::new(line_of(text, s.span().start), m))
+            })
+            .collect()
+    }
+    let l4proto = match raw.l4proto {
+        Some(p) => Some(
+            p.get_ref()
+                .parse()
+                .map_err(|m| ParseError::new(line_of(text, p.span().start), m))?,
+        ),
+        None => None,
+    };
+    let e = Exclude {
+        line,
+        l4proto,
+        sport: list(text, raw.sport)?,
+        dport: list(text, raw.dport)?,
+        saddr: list(text, raw.saddr)?,
+        daddr: list(text, raw.daddr)?,
+    };
+    if e.l4proto.is_none()
+        && e.sport.is_empty()
+        && e.dport.is_empty()
+        && e.saddr.is_empty()
+        && e.daddr.is_empty()
+    {
+        return Err(ParseError::new(
+            line,
+            "exclude entry matches everything: give at least one of l4proto, sport, dport, saddr, daddr (or set hardware/devices instead)",
+        ));
+    }
+    Ok(e)
+}
+
+fn timeout(
+    text: &str,
+    v: Option<Spanned<String>>,
+) -> Result<Option<std::time::Duration>, ParseError> {
+    let Some(v) = v else { return Ok(None) };
+    let line = line_of(text, v.span().start);
+    let d = parse_duration(v.get_ref()).map_err(|m| ParseError::new(line, m))?;
+    // The sysctl takes whole seconds (proc_dointvec_jiffies in nf_flow_table_core.c).
+    if d.as_secs() == 0 || d.subsec_millis() != 0 || d.as_secs() > i32::MAX as u64 / 1000 {
+        return Err(ParseError::new(
+            line,
+            "flowtable timeouts are whole seconds from 1s up, like \"30s\"",
+        ));
+    }
+    Ok(Some(d))
+}
+
+/// Interface names as the kernel accepts them (dev_valid_name in net/core/dev.c).
+pub(crate) fn check_ifname(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "device {name:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces; see `ip link`)"
+        ))
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    1 + text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn example_config_parses() {
+        let cfg = parse_toml(include_str!("../../config/offloadd.toml")).unwrap();
+        assert_eq!(cfg.mode, Mode::Auto);
+        assert_eq!(cfg.offload.devices, vec!["eth0", "eth1"]);
+        assert_eq!(cfg.offload.hardware, Hardware::Auto);
+        assert_eq!(cfg.offload.exclude.len(), 2);
+        assert_eq!(cfg.conntrack.resync_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(parse_toml("").unwrap(), Config::default());
+    }
+
+    fn err(text: &str) -> ParseError {
+        parse_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("mode = \"auto\"\nmode = \"x\"\n", 2, "duplicate"),
+            (
+                "\n\nmode = \"turbo\"\n",
+                3,
+                "\"auto\", \"manage\" or \"observe\"",
+            ),
+            (
+                "[offload]\ndevices = [\"eth0\",\n \"eth0\"]\n",
+                3,
+                "listed twice",
+            ),
+            (
+                "[offload]\ndevices = [\"a/b\"]\n",
+                2,
+                "valid interface name",
+            ),
+            (
+                "[offload]\ndevices = [\"averyveryverylongname\"]\n",
+                2,
+                "1-15",
+            ),
+            (
+                "[offload]\nhardware = \"yes\"\n",
+                2,
+                "\"off\", \"auto\" or \"require\"",
+            ),
+            ("[offload]\ncounter = \"yes\"\n", 2, "bool"),
+            ("[offload]\nbogus = 1\n", 2, "unknown field"),
+            (
+                "[offload]\n[[offload.exclude]]\nl4proto = \"icmp\"\n",
+                3,
+                "tcp",
+            ),
+            ("[[offload.exclude]]\ndport = [\"70000\"]\n", 2, "1-65535"),
+            (
+                "[[offload.exclude]]\nsaddr = [\"192.0.2.1/24\"]\n",
+                2,
+                "host bits",
+            ),
+            ("\n[[offload.exclude]]\n", 2, "matches everything"),
+            ("[conntrack]\nresync_interval = \"1ms\"\n", 2, "100ms"),
+            ("[timeouts]\ntcp = \"1500ms\"\n", 2, "whole seconds"),
+            ("[timeouts]\nudp = 30\n", 2, "string"),
+            ("mode = \"auto\n", 1, ""),
+        ];
+        for (text, line, needle) in cases {
+            let e = err(text);
+            assert_eq!(e.line, *line, "{text:?}: {e:?}");
+            assert!(e.message.contains(needle), "{text:?}: {:?}", e.message);
+        }
+    }
+
+    #[test]
+    fn exclude_lines_are_recorded() {
+        let cfg =
+            parse_toml("[offload]\n\n[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"5060\"]\n")
+                .unwrap();
+        // The entry's line is its `[[offload.exclude]]` header.
+        assert_eq!(cfg.offload.exclude[0].line, 3);
+    }
+}

@@ -1,0 +1,259 @@
+//! `plan`: the pure heart of the pipeline. `plan(Config, LinkSnapshot) -> Desired`.
+//!
+//! `Desired` is a value: it can be compared (to decide whether a reload changes anything),
+//! printed as nft syntax (`offloadd plan`, golden tests) and handed to `nft` to apply.
+//! Nothing here touches the kernel.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::config::{Config, Exclude, IpPrefix, L4Proto, PortRange};
+use crate::link::LinkSnapshot;
+
+/// Our table (family inet) as DESIGN.md names it.
+pub const TABLE: &str = "offloadd";
+/// Our flowtable inside `TABLE`.
+pub const FLOWTABLE: &str = "ft";
+/// Our base chain inside `TABLE`.
+pub const CHAIN: &str = "forward";
+/// Forward hook priority: filter (0) + 10, so a packet reaches us only after every
+/// filter chain at the standard priority (fw4's, the distribution firewall's) accepted it.
+pub const CHAIN_PRIORITY: i32 = 10;
+/// Flowtable ingress hook priority.
+pub const FLOWTABLE_PRIORITY: i32 = 0;
+/// Upper bound on exclusion rules, so a config cannot make a chain that slows every packet.
+pub const MAX_EXCLUDE_RULES: usize = 512;
+
+/// The ruleset we want in the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// The flowtable, or `None` where the kernel has no flowtables and a caller (the
+    /// host-kernel tests, the apply benchmark) wants the rest of the ruleset anyway.
+    pub flowtable: Option<Flowtable>,
+    /// `return` rules, in order, before `flow add`.
+    pub excludes: Vec<ExcludeRule>,
+    /// Configured devices absent when planned: left out (naming an absent device makes the
+    /// kernel refuse the whole batch with ENOENT) and added when they appear.
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flowtable {
+    /// Present configured devices, sorted so equal sets compare equal.
+    pub devices: BTreeSet<String>,
+    /// `counter`: keeps conntrack accounting right for offloaded flows.
+    pub counter: bool,
+    /// `flags offload`: hardware offload.
+    pub hw_offload: bool,
+}
+
+/// One exclusion: all present fields must match the connection's original tuple.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExcludeRule {
+    pub l4proto: Option<L4Proto>,
+    pub saddr: Option<IpPrefix>,
+    pub daddr: Option<IpPrefix>,
+    pub sport: Option<PortRange>,
+    pub dport: Option<PortRange>,
+    /// Config line of the `[[offload.exclude]]` entry it came from.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "line {line}: this exclude can never match: saddr and daddr are of different IP families"
+    )]
+    Impossible { line: usize },
+    #[error("line {line}: this exclude expands to {count} rules (more than {MAX_EXCLUDE_RULES}): use prefixes or port ranges instead of long lists")]
+    TooManyRules { line: usize, count: usize },
+}
+
+impl PlanError {
+    pub fn line(&self) -> usize {
+        match self {
+            PlanError::Impossible { line } | PlanError::TooManyRules { line, .. } => *line,
+        }
+    }
+}
+
+/// Computes the ruleset for `cfg` given the links that exist now.
+///
+/// The hardware flag is set when the config asks for hardware (`auto` or `require`);
+/// whether the devices accept it is the apply step's question (a trial batch).
+pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
+    let (present, missing): (Vec<_>, Vec<_>) = cfg
+        .offload
+        .devices
+        .iter()
+        .cloned()
+        .partition(|d| links.contains(d));
+    let mut excludes = Vec::new();
+    for e in &cfg.offload.exclude {
+        excludes.extend(expand(e)?);
+    }
+    Ok(Desired {
+        flowtable: Some(Flowtable {
+            devices: present.into_iter().collect(),
+            counter: cfg.offload.counter,
+            hw_offload: cfg.offload.hardware != crate::config::Hardware::Off,
+        }),
+        excludes,
+        missing,
+    })
+}
+
+/// One rule per combination of list items (the lists are ORed). Ports need a protocol
+/// for the kernel to know which header they are in, so a port match without `l4proto`
+/// becomes one rule for TCP and one for UDP.
+fn expand(e: &Exclude) -> Result<Vec<ExcludeRule>, PlanError> {
+    fn or_any<T: Copy>(v: &[T]) -> Vec<Option<T>> {
+        if v.is_empty() {
+            vec![None]
+        } else {
+            v.iter().copied().map(Some).collect()
+        }
+    }
+    let has_ports = !e.sport.is_empty() || !e.dport.is_empty();
+    let protos = match (e.l4proto, has_ports) {
+        (Some(p), _) => vec![Some(p)],
+        (None, true) => vec![Some(L4Proto::Tcp), Some(L4Proto::Udp)],
+        (None, false) => vec![None],
+    };
+    let (saddrs, daddrs) = (or_any(&e.saddr), or_any(&e.daddr));
+    let (sports, dports) = (or_any(&e.sport), or_any(&e.dport));
+    let count = protos.len() * saddrs.len() * daddrs.len() * sports.len() * dports.len();
+    if count > MAX_EXCLUDE_RULES {
+        return Err(PlanError::TooManyRules {
+            line: e.line,
+            count,
+        });
+    }
+    let mut out = Vec::with_capacity(count);
+    for &l4proto in &protos {
+        for &saddr in &saddrs {
+            for &daddr in &daddrs {
+                if let (Some(s), Some(d)) = (saddr, daddr) {
+                    if s.addr.is_ipv4() != d.addr.is_ipv4() {
+                        continue;
+                    }
+                }
+                for &sport in &sports {
+                    for &dport in &dports {
+                        out.push(ExcludeRule {
+                            l4proto,
+                            saddr,
+                            daddr,
+                            sport,
+                            dport,
+                            line: e.line,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(PlanError::Impossible { line: e.line });
+    }
+    Ok(out)
+}
+
+impl Desired {
+    /// The same ruleset without the flowtable and the `flow add` rule, for kernels that
+    /// lack nf_flow_table (the host-kernel test tier and the apply benchmark).
+    pub fn without_flowtable(&self) -> Desired {
+        Desired {
+            flowtable: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same ruleset with hardware offload switched off (the `auto` fallback).
+    pub fn software_only(&self) -> Desired {
+        let mut d = self.clone();
+        if let Some(ft) = &mut d.flowtable {
+            ft.hw_offload = false;
+        }
+        d
+    }
+
+    pub fn devices(&self) -> impl Iterator<Item = &str> {
+        self.flowtable
+            .iter()
+            .flat_map(|ft| ft.devices.iter().map(String::as_str))
+    }
+}
+
+fn ip_word(p: &IpPrefix) -> &'static str {
+    if p.addr.is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+impl fmt::Display for ExcludeRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(p) = self.l4proto {
+            parts.push(format!("meta l4proto {p}"));
+        }
+        if let Some(a) = &self.saddr {
+            parts.push(format!("ct original {} saddr {a}", ip_word(a)));
+        }
+        if let Some(a) = &self.daddr {
+            parts.push(format!("ct original {} daddr {a}", ip_word(a)));
+        }
+        if let Some(p) = &self.sport {
+            parts.push(format!("ct original proto-src {p}"));
+        }
+        if let Some(p) = &self.dport {
+            parts.push(format!("ct original proto-dst {p}"));
+        }
+        parts.push("return".into());
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// Renders as an nft script that `nft -f` accepts.
+impl fmt::Display for Desired {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "table inet {TABLE} {{")?;
+        if let Some(ft) = &self.flowtable {
+            writeln!(f, "\tflowtable {FLOWTABLE} {{")?;
+            writeln!(f, "\t\thook ingress priority {FLOWTABLE_PRIORITY}")?;
+            if !ft.devices.is_empty() {
+                let devs: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
+                writeln!(f, "\t\tdevices = {{ {} }}", devs.join(", "))?;
+            }
+            if ft.counter {
+                writeln!(f, "\t\tcounter")?;
+            }
+            if ft.hw_offload {
+                writeln!(f, "\t\tflags offload")?;
+            }
+            writeln!(f, "\t}}\n")?;
+        }
+        writeln!(f, "\tchain {CHAIN} {{")?;
+        writeln!(
+            f,
+            "\t\ttype filter hook forward priority filter + {CHAIN_PRIORITY}; policy accept;"
+        )?;
+        for r in &self.excludes {
+            writeln!(f, "\t\t{r}")?;
+        }
+        if self.flowtable.is_some() {
+            writeln!(
+                f,
+                "\t\tct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
+            )?;
+        }
+        writeln!(f, "\t}}")?;
+        writeln!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

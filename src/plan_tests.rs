@@ -1,0 +1,124 @@
+//! Golden tests: `plan` output for several configs, compared as nft text.
+
+use super::*;
+use crate::config::parse_toml;
+
+fn render(toml: &str, links: &[&str]) -> String {
+    let cfg = parse_toml(toml).unwrap();
+    plan(&cfg, &LinkSnapshot::from_names(links.iter().copied()))
+        .unwrap()
+        .to_string()
+}
+
+/// Compares against tests/golden/NAME.nft; `OFFLOADD_BLESS=1` rewrites the file.
+fn golden(name: &str, actual: &str) {
+    let path = format!("{}/tests/golden/{name}.nft", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("OFFLOADD_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(actual, expected, "plan output differs from {path}");
+}
+
+#[test]
+fn minimal_two_devices() {
+    let out = render(
+        "[offload]\ndevices = [\"wan\", \"lan\"]\nhardware = \"off\"\n",
+        &["lo", "lan", "wan"],
+    );
+    golden("minimal", &out);
+}
+
+#[test]
+fn example_config_with_one_missing_device() {
+    let cfg = parse_toml(include_str!("../config/offloadd.toml")).unwrap();
+    let d = plan(&cfg, &LinkSnapshot::from_names(["lo", "eth0"])).unwrap();
+    assert_eq!(d.missing, vec!["eth1".to_string()]);
+    golden("example", &d.to_string());
+}
+
+#[test]
+fn hardware_require_sets_flag_and_counter_off() {
+    let out = render(
+        "[offload]\ndevices = [\"eth0\"]\nhardware = \"require\"\ncounter = false\n",
+        &["eth0"],
+    );
+    golden("hardware", &out);
+}
+
+#[test]
+fn no_devices_present_gives_flowtable_without_devices() {
+    let out = render("[offload]\ndevices = [\"ppp0\"]\n", &["lo"]);
+    assert!(!out.contains("devices ="), "{out}");
+    assert!(out.contains("flow add @ft"));
+}
+
+#[test]
+fn ports_without_protocol_cover_tcp_and_udp() {
+    let cfg = parse_toml("[[offload.exclude]]\ndport = [\"53\"]\n").unwrap();
+    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let rules: Vec<String> = d.excludes.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "meta l4proto tcp ct original proto-dst 53 return",
+            "meta l4proto udp ct original proto-dst 53 return"
+        ]
+    );
+}
+
+#[test]
+fn mixed_families_skip_impossible_pairs() {
+    let cfg = parse_toml(
+        "[[offload.exclude]]\nsaddr = [\"198.18.0.0/15\", \"fd00::/8\"]\ndaddr = [\"198.18.1.1\"]\n",
+    )
+    .unwrap();
+    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    assert_eq!(d.excludes.len(), 1);
+    assert_eq!(
+        d.excludes[0].to_string(),
+        "ct original ip saddr 198.18.0.0/15 ct original ip daddr 198.18.1.1 return"
+    );
+    let cfg =
+        parse_toml("\n[[offload.exclude]]\nsaddr = [\"fd00::1\"]\ndaddr = [\"198.18.1.1\"]\n")
+            .unwrap();
+    assert_eq!(
+        plan(&cfg, &LinkSnapshot::default()),
+        Err(PlanError::Impossible { line: 2 })
+    );
+}
+
+#[test]
+fn too_many_rules_is_refused_with_line() {
+    let ports: Vec<String> = (1..=600).map(|p| format!("\"{p}\"")).collect();
+    let cfg = parse_toml(&format!(
+        "[[offload.exclude]]\nl4proto = \"udp\"\ndport = [{}]\n",
+        ports.join(",")
+    ))
+    .unwrap();
+    let e = plan(&cfg, &LinkSnapshot::default()).unwrap_err();
+    assert_eq!(e.line(), 1);
+}
+
+#[test]
+fn equal_configs_plan_equal_and_changes_show() {
+    let links = LinkSnapshot::from_names(["a", "b"]);
+    let c1 = parse_toml("[offload]\ndevices = [\"a\", \"b\"]\n").unwrap();
+    let c2 = parse_toml("[offload]\ndevices = [\"b\", \"a\"]\n").unwrap();
+    assert_eq!(plan(&c1, &links), plan(&c2, &links));
+    let c3 = parse_toml("[offload]\ndevices = [\"a\"]\n").unwrap();
+    assert_ne!(plan(&c1, &links), plan(&c3, &links));
+}
+
+#[test]
+fn without_flowtable_drops_flow_add() {
+    let cfg = parse_toml("[offload]\ndevices = [\"a\"]\n").unwrap();
+    let d = plan(&cfg, &LinkSnapshot::from_names(["a"]))
+        .unwrap()
+        .without_flowtable();
+    let out = d.to_string();
+    assert!(
+        !out.contains("flowtable") && !out.contains("flow add"),
+        "{out}"
+    );
+}
