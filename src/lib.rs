@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod link;
+pub mod nft;
 pub mod plan;

@@ -95,18 +95,19 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
             cfg.offload.devices.push(name.clone());
         }
         if let Some(h) = o.hardware {
-            cfg.offload.hardware =
-                match h.get_ref().as_str() {
-                    "off" => Hardware::Off,
-                    "auto" => Hardware::Auto,
-                    "require" => Hardware::Require,
-                    other => return Err(ParseError::new(
+            cfg.offload.hardware = match h.get_ref().as_str() {
+                "off" => Hardware::Off,
+                "auto" => Hardware::Auto,
+                "require" => Hardware::Require,
+                other => {
+                    return Err(ParseError::new(
                         at(h.span()),
                         format!(
                             "hardware {other:?} is not valid: use \"off\", \"auto\" or \"require\""
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
         }
         if let Some(c) = o.counter {
             cfg.offload.counter = c;

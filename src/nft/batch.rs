@@ -1,0 +1,399 @@
+//! Turns a `Desired` into one nf_tables batch (bytes), labelling each message so a
+//! refusal can be reported against the object it concerns. Building has no side effects.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
+use nftnl::expr::{Bitwise, Cmp, CmpOp, Conntrack, Lookup, Meta, Verdict};
+use nftnl::set::{Set, SetKey};
+use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
+
+use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
+use crate::plan::{
+    Desired, ExcludeRule, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE,
+};
+
+/// What a message in a batch creates or deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// NFNL_MSG_BATCH_BEGIN/END: errors here concern the whole batch (permissions).
+    Batch,
+    DeleteTable,
+    Table,
+    /// The flowtable, with the devices and flags of that message.
+    Flowtable {
+        name: String,
+        devices: Vec<String>,
+        hw_offload: bool,
+    },
+    Chain,
+    /// An exclusion rule, with its config line.
+    Exclude {
+        line: usize,
+        text: String,
+    },
+    /// The `{ tcp, udp }` set and its elements.
+    ProtoSet,
+    FlowAdd,
+}
+
+/// A finished batch: the bytes to send and what each sequence number is.
+pub struct BuiltBatch {
+    pub bytes: Vec<u8>,
+    pub labels: BTreeMap<u32, Object>,
+}
+
+/// nfnetlink batch delimiters (uapi nfnetlink.h).
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+
+impl BuiltBatch {
+    fn from_batch(batch: Batch, labels_in_order: Vec<Object>) -> Self {
+        let finalized = batch.finalize();
+        let bytes: Vec<u8> = finalized.iter().flat_map(|b| b.iter().copied()).collect();
+        let mut labels = BTreeMap::new();
+        let mut data = labels_in_order.into_iter();
+        for (kind, seq, _) in headers(&bytes) {
+            let label = if kind == NFNL_MSG_BATCH_BEGIN || kind == NFNL_MSG_BATCH_END {
+                Object::Batch
+            } else {
+                data.next().expect("one label per message")
+            };
+            labels.insert(seq, label);
+        }
+        BuiltBatch { bytes, labels }
+    }
+
+    /// The same messages without NFNL_MSG_BATCH_END: the kernel validates every message
+    /// (driver setup for `flags offload` included) and then aborts, changing nothing
+    /// (nfnetlink_rcv_batch: no BATCH_END -> abort). This is what `nft -c` sends.
+    pub fn trial_bytes(&self) -> Vec<u8> {
+        let mut end = self.bytes.len();
+        if let Some(&(kind, _, off)) = headers(&self.bytes).last() {
+            if kind == NFNL_MSG_BATCH_END {
+                end = off;
+            }
+        }
+        self.bytes[..end].to_vec()
+    }
+
+    /// libnftnl's text of every rule in the batch, in order (for read-back comparison).
+    pub fn rule_texts(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (kind, _, off) in headers(&self.bytes) {
+            if kind == nfnl_type(libc::NFT_MSG_NEWRULE) {
+                let mut aligned = vec![0u32; (self.bytes.len() - off).div_ceil(4)];
+                // SAFETY: copy into u32-aligned storage; parse_rule reads one message.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.bytes[off..].as_ptr(),
+                        aligned.as_mut_ptr().cast::<u8>(),
+                        self.bytes.len() - off,
+                    );
+                    if let Some(r) = sys::parse_rule(aligned.as_ptr().cast()) {
+                        out.push(r.exprs);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// nf_tables message types travel as (NFNL_SUBSYS_NFTABLES << 8) | msg.
+pub fn nfnl_type(msg: i32) -> u16 {
+    ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | msg as u16
+}
+
+/// (type, seq, offset) of each netlink message in `bytes`.
+pub fn headers(bytes: &[u8]) -> Vec<(u16, u32, usize)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= bytes.len() {
+        let len = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        let kind = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
+        let seq = u32::from_ne_bytes(bytes[off + 8..off + 12].try_into().unwrap());
+        if len < 16 {
+            break;
+        }
+        out.push((kind, seq, off));
+        off += (len + 3) & !3;
+    }
+    out
+}
+
+/// Table flags we create our table with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableFlags {
+    /// Set NFT_TABLE_F_OWNER (kernels >= 5.12).
+    pub owner: bool,
+}
+
+impl TableFlags {
+    fn bits(self) -> u32 {
+        if self.owner {
+            sys::NFT_TABLE_F_OWNER
+        } else {
+            0
+        }
+    }
+}
+
+/// Protocol numbers as set elements of type inet_proto (nft datatype 12, 1 byte).
+struct L4ProtoKey(u8);
+
+impl SetKey for L4ProtoKey {
+    const TYPE: u32 = 12;
+    const LEN: u32 = 1;
+    fn data(&self) -> Box<[u8]> {
+        Box::new([self.0])
+    }
+}
+
+fn name(s: &str) -> CString {
+    CString::new(s).expect("constant names")
+}
+
+/// One batch that creates our whole ruleset; with `replace`, it first deletes the table
+/// that is there, so the swap is atomic.
+pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch {
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    if replace {
+        batch.add(&TableMsg::new(TABLE, 0), MsgType::Del);
+        labels.push(Object::DeleteTable);
+    }
+    batch.add(&TableMsg::new(TABLE, flags.bits()), MsgType::Add);
+    labels.push(Object::Table);
+
+    if let Some(ft) = &desired.flowtable {
+        let mut bits = 0;
+        if ft.counter {
+            bits |= sys::NFT_FLOWTABLE_COUNTER;
+        }
+        if ft.hw_offload {
+            bits |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
+        }
+        let devices: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
+        batch.add(
+            &FlowtableMsg::new(
+                TABLE,
+                FLOWTABLE,
+                FLOWTABLE_PRIORITY,
+                devices.iter().copied(),
+                bits,
+            ),
+            MsgType::Add,
+        );
+        labels.push(Object::Flowtable {
+            name: FLOWTABLE.into(),
+            devices: devices.iter().map(|d| d.to_string()).collect(),
+            hw_offload: ft.hw_offload,
+        });
+    }
+
+    let table = Table::new(name(TABLE), ProtoFamily::Inet);
+    let mut chain = Chain::new(name(CHAIN), &table);
+    chain.set_hook(Hook::Forward, CHAIN_PRIORITY);
+    chain.set_type(ChainType::Filter);
+    chain.set_policy(Policy::Accept);
+    batch.add(&chain, MsgType::Add);
+    labels.push(Object::Chain);
+
+    for r in &desired.excludes {
+        batch.add(&exclude_rule(&chain, r), MsgType::Add);
+        labels.push(Object::Exclude {
+            line: r.line,
+            text: r.to_string(),
+        });
+    }
+
+    if desired.flowtable.is_some() {
+        let mut set: Set<L4ProtoKey> = Set::new(c"__set%d", 1, &table, ProtoFamily::Inet);
+        set.add(&L4ProtoKey(libc::IPPROTO_TCP as u8));
+        set.add(&L4ProtoKey(libc::IPPROTO_UDP as u8));
+        batch.add(&set, MsgType::Add);
+        labels.push(Object::ProtoSet);
+        for elems in set.elems_iter() {
+            batch.add(&elems, MsgType::Add);
+            labels.push(Object::ProtoSet);
+        }
+        let mut rule = Rule::new(&chain);
+        // ct state established
+        rule.add_expr(&Conntrack::State);
+        rule.add_expr(&Bitwise::new(
+            2u32, /* NF_CT_STATE_BIT(IP_CT_ESTABLISHED) */
+            0u32,
+        ));
+        rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+        // meta l4proto { tcp, udp }
+        rule.add_expr(&Meta::L4Proto);
+        rule.add_expr(&Lookup::new(&set));
+        rule.add_expr(&FlowOffload(name(FLOWTABLE)));
+        batch.add(&rule, MsgType::Add);
+        labels.push(Object::FlowAdd);
+    }
+    BuiltBatch::from_batch(batch, labels)
+}
+
+/// One batch that deletes our table (and with it the flowtable, chain and rules).
+pub fn delete() -> BuiltBatch {
+    let mut batch = Batch::new();
+    batch.add(&TableMsg::new(TABLE, 0), MsgType::Del);
+    BuiltBatch::from_batch(batch, vec![Object::DeleteTable])
+}
+
+/// A trial batch for hardware offload on `devices`: a throwaway flowtable `probe` with
+/// `flags offload`, never committed. The table message is an update when our table
+/// exists and a (discarded) creation when it does not.
+pub fn probe(devices: &[&str], hw_offload: bool, flags: TableFlags) -> BuiltBatch {
+    let mut batch = Batch::new();
+    batch.add(&TableMsg::new(TABLE, flags.bits()), MsgType::Add);
+    let bits = if hw_offload {
+        sys::NFT_FLOWTABLE_HW_OFFLOAD
+    } else {
+        0
+    };
+    batch.add(
+        &FlowtableMsg::new(
+            TABLE,
+            "probe",
+            FLOWTABLE_PRIORITY,
+            devices.iter().copied(),
+            bits,
+        ),
+        MsgType::Add,
+    );
+    BuiltBatch::from_batch(
+        batch,
+        vec![
+            Object::Table,
+            Object::Flowtable {
+                name: "probe".into(),
+                devices: devices.iter().map(|d| d.to_string()).collect(),
+                hw_offload,
+            },
+        ],
+    )
+}
+
+fn exclude_rule<'a>(chain: &'a Chain<'a>, r: &ExcludeRule) -> Rule<'a> {
+    let mut rule = Rule::new(chain);
+    if let Some(p) = r.l4proto {
+        rule.add_expr(&Meta::L4Proto);
+        rule.add_expr(&Cmp::new(CmpOp::Eq, p.number()));
+    }
+    for (prefix, v4key, v6key) in [
+        (&r.saddr, sys::NFT_CT_SRC_IP, sys::NFT_CT_SRC_IP6),
+        (&r.daddr, sys::NFT_CT_DST_IP, sys::NFT_CT_DST_IP6),
+    ] {
+        if let Some(p) = prefix {
+            rule.add_expr(&CtOriginal(if p.addr.is_ipv4() { v4key } else { v6key }));
+            if !p.is_host() {
+                let zero = vec![0u8; p.mask_bytes().len()];
+                rule.add_expr(&Bitwise::new(p.mask_bytes().as_slice(), zero.as_slice()));
+            }
+            rule.add_expr(&Cmp::new(CmpOp::Eq, p.addr_bytes().as_slice()));
+        }
+    }
+    for (ports, key) in [
+        (&r.sport, sys::NFT_CT_PROTO_SRC),
+        (&r.dport, sys::NFT_CT_PROTO_DST),
+    ] {
+        if let Some(p) = ports {
+            rule.add_expr(&CtOriginal(key));
+            if p.first == p.last {
+                rule.add_expr(&Cmp::new(CmpOp::Eq, p.first.to_be_bytes().as_slice()));
+            } else {
+                rule.add_expr(&RangeEq {
+                    from: p.first.to_be_bytes().to_vec(),
+                    to: p.last.to_be_bytes().to_vec(),
+                });
+            }
+        }
+    }
+    rule.add_expr(&Verdict::Return);
+    rule
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_toml;
+    use crate::link::LinkSnapshot;
+    use crate::plan::plan;
+
+    fn desired() -> Desired {
+        let cfg = parse_toml(include_str!("../../config/offloadd.toml")).unwrap();
+        plan(&cfg, &LinkSnapshot::from_names(["eth0", "eth1"])).unwrap()
+    }
+
+    #[test]
+    fn create_labels_every_message() {
+        let b = create(&desired(), TableFlags { owner: true }, true);
+        let kinds: Vec<u16> = headers(&b.bytes).iter().map(|h| h.0).collect();
+        assert_eq!(kinds.first(), Some(&NFNL_MSG_BATCH_BEGIN));
+        assert_eq!(kinds.last(), Some(&NFNL_MSG_BATCH_END));
+        assert_eq!(kinds[1], nfnl_type(libc::NFT_MSG_DELTABLE));
+        assert_eq!(kinds[2], nfnl_type(libc::NFT_MSG_NEWTABLE));
+        assert_eq!(kinds[3], nfnl_type(sys::NFT_MSG_NEWFLOWTABLE));
+        // begin, del, table, flowtable, chain, 4 excludes, set, elems, flow add, end
+        assert_eq!(b.labels.len(), headers(&b.bytes).len());
+        assert!(b
+            .labels
+            .values()
+            .any(|o| matches!(o, Object::Exclude { line, .. } if *line > 0)));
+    }
+
+    #[test]
+    fn trial_is_the_batch_without_end() {
+        let b = create(&desired(), TableFlags { owner: true }, false);
+        let t = b.trial_bytes();
+        assert!(t.len() < b.bytes.len());
+        assert_eq!(&b.bytes[..t.len()], &t[..]);
+        assert_ne!(headers(&t).last().unwrap().0, NFNL_MSG_BATCH_END);
+    }
+
+    #[test]
+    fn rules_render_as_kernel_expressions() {
+        let b = create(&desired(), TableFlags { owner: true }, false);
+        let rules = b.rule_texts();
+        assert_eq!(rules.len(), 5);
+        assert!(
+            rules[0].contains("[ meta load l4proto => reg 1 ]"),
+            "{}",
+            rules[0]
+        );
+        assert!(
+            rules[0].contains("[ ct load proto_dst => reg 1 , dir original ]"),
+            "{}",
+            rules[0]
+        );
+        // 10000-20000 in network byte order, printed as little-endian words.
+        assert!(
+            rules[1].contains("[ range eq reg 1 0x00001027 0x0000204e ]"),
+            "{}",
+            rules[1]
+        );
+        assert!(
+            rules[2].contains("[ ct load src_ip => reg 1 , dir original ]"),
+            "{}",
+            rules[2]
+        );
+        assert!(
+            rules[3].contains("[ bitwise reg 1 = ( reg 1 & 0xffffffff 0x00000000"),
+            "{}",
+            rules[3]
+        );
+        assert!(
+            rules[3].contains("[ cmp eq reg 1 0xb80d0120 "),
+            "{}",
+            rules[3]
+        );
+        assert!(
+            rules[4].ends_with("[ flow_offload flowtable ft ]"),
+            "{}",
+            rules[4]
+        );
+    }
+}

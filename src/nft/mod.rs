@@ -1,0 +1,17 @@
+//! nf_tables: the only module that talks to the kernel's packet filter.
+//!
+//! `Nft` owns the netlink socket and applies `Desired` values in single batches;
+//! `NftHandle` is the async face of it (an actor on its own thread, since mnl::Socket is
+//! !Send). The socket lives as long as the daemon: our table carries the owner flag, so
+//! the kernel deletes it when this socket closes, including on a crash or `kill -9`.
+
+pub mod batch;
+mod error;
+mod kernel;
+mod readback;
+mod socket;
+pub mod sys;
+
+pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
+pub use kernel::{Applied, HardwareOutcome, Nft, NftHandle};
+pub use readback::Actual;

@@ -1,0 +1,170 @@
+//! Reading nf_tables state back: our table's objects (to verify an apply) and every
+//! flowtable in the kernel (to find others that cover our devices).
+
+use std::io;
+
+use nftnl_sys::libc;
+
+use super::socket::NftSocket;
+use super::sys::{self, ChainInfo, FlowtableInfo, RuleInfo, TableInfo};
+use crate::plan::{Desired, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE};
+
+/// What the kernel has.
+#[derive(Debug, Clone, Default)]
+pub struct Actual {
+    /// `inet offloadd`, if present.
+    pub table: Option<TableInfo>,
+    /// Flowtables in our table.
+    pub flowtables: Vec<FlowtableInfo>,
+    /// Chains in our table.
+    pub chains: Vec<ChainInfo>,
+    /// Rules in our table, in chain order.
+    pub rules: Vec<RuleInfo>,
+    /// Flowtables in every other table, any family (fw4's `inet fw4 ft`, hand-made ones).
+    pub foreign_flowtables: Vec<FlowtableInfo>,
+}
+
+fn ours(family: u32, table: &str) -> bool {
+    family == libc::NFPROTO_INET as u32 && table == TABLE
+}
+
+impl Actual {
+    pub fn read(sock: &mut NftSocket) -> io::Result<Actual> {
+        let unspec = libc::AF_UNSPEC as u16;
+        // SAFETY (all four): the socket hands each closure one complete, aligned message.
+        let tables = sock.dump(libc::NFT_MSG_GETTABLE, unspec, |m| unsafe {
+            sys::parse_table(m)
+        })?;
+        let flowtables = sock.dump(sys::NFT_MSG_GETFLOWTABLE, unspec, |m| unsafe {
+            sys::parse_flowtable(m)
+        })?;
+        let inet = libc::NFPROTO_INET as u16;
+        let chains = sock.dump(libc::NFT_MSG_GETCHAIN, inet, |m| unsafe {
+            sys::parse_chain(m)
+        })?;
+        let rules = sock.dump(libc::NFT_MSG_GETRULE, inet, |m| unsafe {
+            sys::parse_rule(m)
+        })?;
+        let (mine, foreign): (Vec<_>, Vec<_>) = flowtables
+            .into_iter()
+            .partition(|f| ours(f.family, &f.table));
+        Ok(Actual {
+            table: tables.into_iter().find(|t| ours(t.family, &t.name)),
+            flowtables: mine,
+            chains: chains
+                .into_iter()
+                .filter(|c| ours(c.family, &c.table))
+                .collect(),
+            rules: rules
+                .into_iter()
+                .filter(|r| ours(r.family, &r.table))
+                .collect(),
+            foreign_flowtables: foreign,
+        })
+    }
+
+    /// Devices of our flowtable as the kernel reports them.
+    pub fn our_devices(&self) -> Vec<String> {
+        let mut d: Vec<String> = self
+            .flowtables
+            .iter()
+            .filter(|f| f.name == FLOWTABLE)
+            .flat_map(|f| f.devices.iter().cloned())
+            .collect();
+        d.sort();
+        d
+    }
+
+    /// Checks that the kernel holds exactly `desired` (with the rule expressions we
+    /// built, `expected_rules`). Returns what differs.
+    pub fn verify(
+        &self,
+        desired: &Desired,
+        expected_rules: &[String],
+        owner: bool,
+    ) -> Result<(), String> {
+        let table = self.table.as_ref().ok_or("the table is missing")?;
+        if owner && table.flags & sys::NFT_TABLE_F_OWNER == 0 {
+            return Err("the table lacks the owner flag".into());
+        }
+        match (&desired.flowtable, self.flowtables.as_slice()) {
+            (None, []) => {}
+            (Some(want), [have]) if have.name == FLOWTABLE => {
+                let want_devices: Vec<String> = want.devices.iter().cloned().collect();
+                if self.our_devices() != want_devices {
+                    return Err(format!(
+                        "flowtable devices are {:?}, expected {:?}",
+                        self.our_devices(),
+                        want_devices
+                    ));
+                }
+                let mut flags = 0;
+                if want.counter {
+                    flags |= sys::NFT_FLOWTABLE_COUNTER;
+                }
+                if want.hw_offload {
+                    flags |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
+                }
+                if have.flags != flags || have.priority != FLOWTABLE_PRIORITY {
+                    return Err(format!("flowtable flags {:#x} priority {}, expected {flags:#x} priority {FLOWTABLE_PRIORITY}", have.flags, have.priority));
+                }
+            }
+            (_, have) => {
+                return Err(format!(
+                    "found flowtables {:?}",
+                    have.iter().map(|f| &f.name).collect::<Vec<_>>()
+                ))
+            }
+        }
+        match self.chains.as_slice() {
+            [c] if c.name == CHAIN
+                && c.hook
+                    == Some((
+                        libc::NF_INET_FORWARD as u32,
+                        CHAIN_PRIORITY,
+                        libc::NF_ACCEPT as u32,
+                    )) => {}
+            other => return Err(format!("chains differ: {other:?}")),
+        }
+        let have: Vec<String> = self.rules.iter().map(|r| normalize(&r.exprs)).collect();
+        let want: Vec<String> = expected_rules.iter().map(|r| normalize(r)).collect();
+        if have != want {
+            return Err(format!(
+                "rules differ: kernel has {} rules, expected {}",
+                have.len(),
+                want.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Anonymous sets are sent as `__set%d` and named `__set0`, `__set1`, ... by the kernel.
+fn normalize(exprs: &str) -> String {
+    let mut out = String::with_capacity(exprs.len());
+    let mut rest = exprs;
+    while let Some(i) = rest.find("__set") {
+        out.push_str(&rest[..i + 5]);
+        rest =
+            rest[i + 5..].trim_start_matches(|c: char| c.is_ascii_digit() || c == '%' || c == 'd');
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn anonymous_set_names_compare_equal() {
+        assert_eq!(
+            normalize("[ lookup reg 1 set __set%d ]"),
+            normalize("[ lookup reg 1 set __set12 ]")
+        );
+        assert_ne!(
+            normalize("[ lookup reg 1 set __set0 ]"),
+            normalize("[ lookup reg 2 set __set0 ]")
+        );
+    }
+}

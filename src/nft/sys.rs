@@ -1,0 +1,422 @@
+//! Every `unsafe` call into libnftnl that the nftnl crate does not wrap: the table with
+//! flags, flowtables, the `flow_offload`, `ct original ...` and `range` expressions, and
+//! parsing what the kernel sends back. Nothing else in offloadd uses FFI for nf_tables.
+//!
+//! libnftnl objects copy the strings and data they are given (nftnl_*_set_str/_data), so
+//! the Rust values only have to live until the `set` call returns.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::ptr::{self, NonNull};
+
+use nftnl::expr::Expression;
+use nftnl::{MsgType, NlMsg, Rule};
+use nftnl_sys as sys;
+use nftnl_sys::libc;
+
+/// NFT_TABLE_F_OWNER (uapi nf_tables.h, Linux 5.12): the table belongs to the netlink
+/// socket that created it and is destroyed by the kernel when that socket closes, so a
+/// crashed daemon never leaves a half-maintained flowtable behind.
+pub const NFT_TABLE_F_OWNER: u32 = 0x2;
+/// NFT_FLOWTABLE_HW_OFFLOAD (`flags offload`).
+pub const NFT_FLOWTABLE_HW_OFFLOAD: u32 = 0x1;
+/// NFT_FLOWTABLE_COUNTER (`counter`).
+pub const NFT_FLOWTABLE_COUNTER: u32 = 0x2;
+
+/// Flowtable messages (enum nf_tables_msg_types in uapi nf_tables.h); libc lacks them.
+pub const NFT_MSG_NEWFLOWTABLE: i32 = 22;
+pub const NFT_MSG_GETFLOWTABLE: i32 = 23;
+pub const NFT_MSG_DELFLOWTABLE: i32 = 24;
+
+/// Conntrack keys for `ct original ...` (enum nft_ct_keys in uapi nf_tables.h).
+pub const NFT_CT_SRC_IP: u32 = 19;
+pub const NFT_CT_DST_IP: u32 = 20;
+pub const NFT_CT_SRC_IP6: u32 = 21;
+pub const NFT_CT_DST_IP6: u32 = 22;
+pub const NFT_CT_PROTO_SRC: u32 = libc::NFT_CT_PROTO_SRC as u32;
+pub const NFT_CT_PROTO_DST: u32 = libc::NFT_CT_PROTO_DST as u32;
+
+fn cstring(s: &str) -> CString {
+    // Names come from validated config (interface names) or our own constants.
+    CString::new(s).expect("object names never contain NUL")
+}
+
+/// NEWTABLE/DELTABLE for a table of family inet with table flags, which the nftnl
+/// crate's `Table` cannot set.
+pub struct TableMsg {
+    pub name: CString,
+    pub flags: u32,
+}
+
+impl TableMsg {
+    pub fn new(name: &str, flags: u32) -> Self {
+        TableMsg {
+            name: cstring(name),
+            flags,
+        }
+    }
+}
+
+// SAFETY: `write` is called by nftnl's Batch with a buffer of nft_nlmsg_maxsize() bytes;
+// the table object is allocated, filled, serialised into it and freed within the call.
+unsafe impl NlMsg for TableMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        let (kind, flags) = match msg_type {
+            MsgType::Add => (libc::NFT_MSG_NEWTABLE, libc::NLM_F_CREATE | libc::NLM_F_ACK),
+            MsgType::Del => (libc::NFT_MSG_DELTABLE, libc::NLM_F_ACK),
+        };
+        unsafe {
+            let t = alloc(sys::nftnl_table_alloc());
+            sys::nftnl_table_set_u32(
+                t.as_ptr(),
+                sys::NFTNL_TABLE_FAMILY as u16,
+                libc::NFPROTO_INET as u32,
+            );
+            sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, self.name.as_ptr());
+            if msg_type == MsgType::Add {
+                sys::nftnl_table_set_u32(t.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, self.flags);
+            }
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                buf.cast(),
+                kind as u16,
+                libc::NFPROTO_INET as u16,
+                flags as u16,
+                seq,
+            );
+            sys::nftnl_table_nlmsg_build_payload(nlh, t.as_ptr());
+            sys::nftnl_table_free(t.as_ptr());
+        }
+    }
+}
+
+/// NEWFLOWTABLE/DELFLOWTABLE. Without NLM_F_EXCL a NEWFLOWTABLE on an existing flowtable
+/// is an update that adds the listed devices' hooks (nf_tables_newflowtable ->
+/// nft_flowtable_update), which keeps offloaded flows on other devices offloaded.
+pub struct FlowtableMsg {
+    pub table: CString,
+    pub name: CString,
+    pub priority: i32,
+    pub devices: Vec<CString>,
+    pub flags: u32,
+}
+
+impl FlowtableMsg {
+    pub fn new<'a>(
+        table: &str,
+        name: &str,
+        priority: i32,
+        devices: impl IntoIterator<Item = &'a str>,
+        flags: u32,
+    ) -> Self {
+        FlowtableMsg {
+            table: cstring(table),
+            name: cstring(name),
+            priority,
+            devices: devices.into_iter().map(cstring).collect(),
+            flags,
+        }
+    }
+}
+
+// SAFETY: as for TableMsg; the device array is a NULL-terminated array of pointers into
+// `self.devices`, which outlives the set_array call that copies the strings.
+unsafe impl NlMsg for FlowtableMsg {
+    unsafe fn write(&self, buf: *mut c_void, seq: u32, msg_type: MsgType) {
+        let (kind, flags) = match msg_type {
+            MsgType::Add => (NFT_MSG_NEWFLOWTABLE, libc::NLM_F_CREATE | libc::NLM_F_ACK),
+            MsgType::Del => (NFT_MSG_DELFLOWTABLE, libc::NLM_F_ACK),
+        };
+        unsafe {
+            let f = alloc(sys::nftnl_flowtable_alloc());
+            let fp = f.as_ptr();
+            sys::nftnl_flowtable_set_u32(
+                fp,
+                sys::NFTNL_FLOWTABLE_FAMILY as u16,
+                libc::NFPROTO_INET as u32,
+            );
+            sys::nftnl_flowtable_set_str(
+                fp,
+                sys::NFTNL_FLOWTABLE_TABLE as u16,
+                self.table.as_ptr(),
+            );
+            sys::nftnl_flowtable_set_str(fp, sys::NFTNL_FLOWTABLE_NAME as u16, self.name.as_ptr());
+            if msg_type == MsgType::Add {
+                sys::nftnl_flowtable_set_u32(
+                    fp,
+                    sys::NFTNL_FLOWTABLE_HOOKNUM as u16,
+                    libc::NF_NETDEV_INGRESS as u32,
+                );
+                sys::nftnl_flowtable_set_s32(fp, sys::NFTNL_FLOWTABLE_PRIO as u16, self.priority);
+                sys::nftnl_flowtable_set_u32(fp, sys::NFTNL_FLOWTABLE_FLAGS as u16, self.flags);
+            }
+            if !self.devices.is_empty() {
+                let mut ptrs: Vec<*const c_char> =
+                    self.devices.iter().map(|d| d.as_ptr()).collect();
+                ptrs.push(ptr::null());
+                sys::nftnl_flowtable_set_array(
+                    fp,
+                    sys::NFTNL_FLOWTABLE_DEVICES as u16,
+                    ptrs.as_mut_ptr(),
+                );
+            }
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                buf.cast(),
+                kind as u16,
+                libc::NFPROTO_INET as u16,
+                flags as u16,
+                seq,
+            );
+            sys::nftnl_flowtable_nlmsg_build_payload(nlh, fp);
+            sys::nftnl_flowtable_free(fp);
+        }
+    }
+}
+
+/// `flow add @<flowtable>` (the kernel's nft_flow_offload expression).
+pub struct FlowOffload(pub CString);
+
+impl Expression for FlowOffload {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: the expression is handed to the rule, which frees it.
+        unsafe {
+            let e = alloc(sys::nftnl_expr_alloc(c"flow_offload".as_ptr()));
+            sys::nftnl_expr_set_str(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_FLOW_TABLE_NAME as u16,
+                self.0.as_ptr(),
+            );
+            e
+        }
+    }
+}
+
+/// `ct original <key>` loaded into register 1. The direction makes the match follow the
+/// connection rather than the packet (nft_ct_get_eval reads tuple[dir]).
+pub struct CtOriginal(pub u32);
+
+impl Expression for CtOriginal {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: as for FlowOffload.
+        unsafe {
+            let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_CT_DREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_CT_KEY as u16, self.0);
+            sys::nftnl_expr_set_u8(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_CT_DIR as u16,
+                0, /* IP_CT_DIR_ORIGINAL */
+            );
+            e
+        }
+    }
+}
+
+/// Register 1 within [from, to], compared bytewise (memcmp in nft_range_eval), so
+/// network-order port numbers compare correctly.
+pub struct RangeEq {
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+}
+
+impl Expression for RangeEq {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: as for FlowOffload; set_data copies the bytes.
+        unsafe {
+            let e = alloc(sys::nftnl_expr_alloc(c"range".as_ptr()));
+            let p = e.as_ptr();
+            sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_RANGE_SREG as u16, libc::NFT_REG_1 as u32);
+            sys::nftnl_expr_set_u32(
+                p,
+                sys::NFTNL_EXPR_RANGE_OP as u16,
+                libc::NFT_RANGE_EQ as u32,
+            );
+            sys::nftnl_expr_set(
+                p,
+                sys::NFTNL_EXPR_RANGE_FROM_DATA as u16,
+                self.from.as_ptr().cast(),
+                self.from.len() as u32,
+            );
+            sys::nftnl_expr_set(
+                p,
+                sys::NFTNL_EXPR_RANGE_TO_DATA as u16,
+                self.to.as_ptr().cast(),
+                self.to.len() as u32,
+            );
+            e
+        }
+    }
+}
+
+/// A table as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub family: u32,
+    pub name: String,
+    pub flags: u32,
+}
+
+/// A flowtable as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowtableInfo {
+    pub family: u32,
+    pub table: String,
+    pub name: String,
+    pub priority: i32,
+    pub flags: u32,
+    pub devices: Vec<String>,
+}
+
+/// A base or regular chain as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub family: u32,
+    pub table: String,
+    pub name: String,
+    /// (hook number, priority, policy) for base chains.
+    pub hook: Option<(u32, i32, u32)>,
+}
+
+/// A rule as the kernel reports it: where it is, and libnftnl's text of its expressions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub family: u32,
+    pub table: String,
+    pub chain: String,
+    /// One `[ expr ... ]` per line, as `nft --debug=netlink` shows them.
+    pub exprs: String,
+}
+
+unsafe fn str_attr(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+/// Parses a NEWTABLE message. `nlh` must point at a complete netlink message.
+pub unsafe fn parse_table(nlh: *const libc::nlmsghdr) -> Option<TableInfo> {
+    unsafe {
+        let t = alloc(sys::nftnl_table_alloc()).as_ptr();
+        let out = (sys::nftnl_table_nlmsg_parse(nlh, t) >= 0).then(|| TableInfo {
+            family: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FAMILY as u16),
+            name: str_attr(sys::nftnl_table_get_str(t, sys::NFTNL_TABLE_NAME as u16)),
+            flags: sys::nftnl_table_get_u32(t, sys::NFTNL_TABLE_FLAGS as u16),
+        });
+        sys::nftnl_table_free(t);
+        out
+    }
+}
+
+/// Parses a NEWFLOWTABLE message. `nlh` must point at a complete netlink message.
+pub unsafe fn parse_flowtable(nlh: *const libc::nlmsghdr) -> Option<FlowtableInfo> {
+    unsafe {
+        let f = alloc(sys::nftnl_flowtable_alloc()).as_ptr();
+        let out = (sys::nftnl_flowtable_nlmsg_parse(nlh, f) >= 0).then(|| {
+            let mut devices = Vec::new();
+            if sys::nftnl_flowtable_is_set(f, sys::NFTNL_FLOWTABLE_DEVICES as u16) {
+                let mut p = sys::nftnl_flowtable_get_array(f, sys::NFTNL_FLOWTABLE_DEVICES as u16);
+                while !p.is_null() && !(*p).is_null() {
+                    devices.push(str_attr(*p));
+                    p = p.add(1);
+                }
+            }
+            FlowtableInfo {
+                family: sys::nftnl_flowtable_get_u32(f, sys::NFTNL_FLOWTABLE_FAMILY as u16),
+                table: str_attr(sys::nftnl_flowtable_get_str(
+                    f,
+                    sys::NFTNL_FLOWTABLE_TABLE as u16,
+                )),
+                name: str_attr(sys::nftnl_flowtable_get_str(
+                    f,
+                    sys::NFTNL_FLOWTABLE_NAME as u16,
+                )),
+                priority: sys::nftnl_flowtable_get_s32(f, sys::NFTNL_FLOWTABLE_PRIO as u16),
+                flags: sys::nftnl_flowtable_get_u32(f, sys::NFTNL_FLOWTABLE_FLAGS as u16),
+                devices,
+            }
+        });
+        sys::nftnl_flowtable_free(f);
+        out
+    }
+}
+
+/// Parses a NEWCHAIN message. `nlh` must point at a complete netlink message.
+pub unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Option<ChainInfo> {
+    unsafe {
+        let c = alloc(sys::nftnl_chain_alloc()).as_ptr();
+        let out = (sys::nftnl_chain_nlmsg_parse(nlh, c) >= 0).then(|| ChainInfo {
+            family: sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_FAMILY as u16),
+            table: str_attr(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_TABLE as u16)),
+            name: str_attr(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16)),
+            hook: sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_HOOKNUM as u16).then(|| {
+                (
+                    sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16),
+                    sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16),
+                    sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_POLICY as u16),
+                )
+            }),
+        });
+        sys::nftnl_chain_free(c);
+        out
+    }
+}
+
+/// Parses a NEWRULE message. `nlh` must point at a complete netlink message.
+pub unsafe fn parse_rule(nlh: *const libc::nlmsghdr) -> Option<RuleInfo> {
+    unsafe {
+        let r = alloc(sys::nftnl_rule_alloc()).as_ptr();
+        let out = (sys::nftnl_rule_nlmsg_parse(nlh, r) >= 0).then(|| {
+            let mut buf = vec![0u8; 4096];
+            let n = sys::nftnl_rule_snprintf(
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                r,
+                0, /* NFTNL_OUTPUT_DEFAULT */
+                0,
+            );
+            buf.truncate(n.clamp(0, 4095) as usize);
+            let text = String::from_utf8_lossy(&buf);
+            RuleInfo {
+                family: sys::nftnl_rule_get_u32(r, sys::NFTNL_RULE_FAMILY as u16),
+                table: str_attr(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_TABLE as u16)),
+                chain: str_attr(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16)),
+                // The first line names family, table, chain and handle; keep the
+                // expressions only, so a built rule and its read-back compare equal.
+                exprs: text
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        });
+        sys::nftnl_rule_free(r);
+        out
+    }
+}
+
+/// Writes the header of a GET request (a dump when `dump`).
+pub fn get_request(buf: &mut [u8], msg_type: i32, family: u16, dump: bool, seq: u32) -> usize {
+    assert!(buf.len() >= 64);
+    let flags = if dump { libc::NLM_F_DUMP } else { 0 } | libc::NLM_F_ACK;
+    // SAFETY: buf is large enough for a bare nfgenmsg header (16 + 4 bytes).
+    unsafe {
+        let nlh = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast(),
+            msg_type as u16,
+            family,
+            flags as u16,
+            seq,
+        );
+        (*nlh).nlmsg_len as usize
+    }
+}
+
+fn alloc<T>(p: *mut T) -> NonNull<T> {
+    // libnftnl allocation failure means malloc failed: nothing sensible is left to do.
+    NonNull::new(p).unwrap_or_else(|| std::process::abort())
+}
