@@ -4,7 +4,10 @@
 //! and the present links into a `Desired` ruleset (pure); `nft` is the only module that
 //! talks to nf_tables and applies a `Desired` in one batch; `daemon` wires it together.
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod link;
 pub mod nft;
+pub mod notify;
 pub mod plan;

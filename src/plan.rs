@@ -25,7 +25,7 @@ pub const FLOWTABLE_PRIORITY: i32 = 0;
 pub const MAX_EXCLUDE_RULES: usize = 512;
 
 /// The ruleset we want in the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Desired {
     /// The flowtable, or `None` where the kernel has no flowtables and a caller (the
     /// host-kernel tests, the apply benchmark) wants the rest of the ruleset anyway.
@@ -37,7 +37,7 @@ pub struct Desired {
     pub missing: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Flowtable {
     /// Present configured devices, sorted so equal sets compare equal.
     pub devices: BTreeSet<String>,
@@ -48,7 +48,7 @@ pub struct Flowtable {
 }
 
 /// One exclusion: all present fields must match the connection's original tuple.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ExcludeRule {
     pub l4proto: Option<L4Proto>,
     pub saddr: Option<IpPrefix>,
@@ -61,11 +61,9 @@ pub struct ExcludeRule {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error(
-        "line {line}: this exclude can never match: saddr and daddr are of different IP families"
-    )]
+    #[error("this exclude can never match: saddr and daddr are of different IP families (use one family per entry)")]
     Impossible { line: usize },
-    #[error("line {line}: this exclude expands to {count} rules (more than {MAX_EXCLUDE_RULES}): use prefixes or port ranges instead of long lists")]
+    #[error("this exclude expands to {count} rules (more than {MAX_EXCLUDE_RULES}): use prefixes or port ranges instead of long lists")]
     TooManyRules { line: usize, count: usize },
 }
 

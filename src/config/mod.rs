@@ -135,10 +135,10 @@ impl ParseError {
 /// A config error tied to its file: displays as `file:line: message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source} (check the path given with --config)")]
+    #[error("{path}: cannot read: {error} (check the path given with --config)")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}", fmt_at(path, *line, message))]
     Invalid {
@@ -158,9 +158,9 @@ fn fmt_at(path: &Path, line: usize, message: &str) -> String {
 
 /// Reads and parses a TOML config file.
 pub fn load_toml(path: &Path) -> Result<Config, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let text = text_or_error(&bytes).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),

@@ -176,6 +176,18 @@ impl fmt::Display for IpPrefix {
     }
 }
 
+/// Value types serialise as the text a config file would hold (`"10000-20000"`).
+macro_rules! serialize_as_text {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+serialize_as_text!(L4Proto, PortRange, IpPrefix);
+
 /// Parses `"500ms"`, `"2s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad =

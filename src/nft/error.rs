@@ -9,10 +9,10 @@ pub const NO_FLOWTABLE_SUPPORT: &str = "kernel lacks flowtable support (OpenWrt:
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("cannot talk to nf_tables: {context}: {source} (is the nf_tables module loaded? offloadd needs root or CAP_NET_ADMIN)")]
+    #[error("cannot talk to nf_tables: {context}: {error} (is the nf_tables module loaded? offloadd needs root or CAP_NET_ADMIN)")]
     Io {
         context: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{NO_FLOWTABLE_SUPPORT}")]
     NoFlowtableSupport,
@@ -38,7 +38,7 @@ impl NftError {
     pub fn errno(&self) -> Option<i32> {
         match self {
             NftError::Refused { errno, .. } => Some(*errno),
-            NftError::Io { source, .. } => source.raw_os_error(),
+            NftError::Io { error, .. } => error.raw_os_error(),
             _ => None,
         }
     }

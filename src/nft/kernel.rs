@@ -27,6 +27,19 @@ pub enum HardwareOutcome {
     Fallback { refused: Vec<(String, String)> },
 }
 
+impl std::fmt::Display for HardwareOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HardwareOutcome::Off => f.write_str("software (hardware = \"off\")"),
+            HardwareOutcome::Active => f.write_str("hardware"),
+            HardwareOutcome::Fallback { refused } => {
+                let devs: Vec<&str> = refused.iter().map(|(d, _)| d.as_str()).collect();
+                write!(f, "software (hardware refused by {})", devs.join(", "))
+            }
+        }
+    }
+}
+
 /// A successful apply.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -126,9 +139,9 @@ pub struct Nft {
 
 impl Nft {
     pub fn open() -> Result<Self, NftError> {
-        let sock = NftSocket::open().map_err(|source| NftError::Io {
+        let sock = NftSocket::open().map_err(|error| NftError::Io {
             context: "opening the netfilter netlink socket",
-            source,
+            error,
         })?;
         Ok(Nft {
             sock,
@@ -142,9 +155,9 @@ impl Nft {
     }
 
     pub fn read(&mut self) -> Result<Actual, NftError> {
-        Actual::read(&mut self.sock).map_err(|source| NftError::Io {
+        Actual::read(&mut self.sock).map_err(|error| NftError::Io {
             context: "reading nf_tables state",
-            source,
+            error,
         })
     }
 
@@ -159,13 +172,10 @@ impl Nft {
         } else {
             b.bytes.clone()
         };
-        let mut answers = self
-            .sock
-            .send_batch(&bytes)
-            .map_err(|source| NftError::Io {
-                context: "sending an nf_tables batch",
-                source,
-            })?;
+        let mut answers = self.sock.send_batch(&bytes).map_err(|error| NftError::Io {
+            context: "sending an nf_tables batch",
+            error,
+        })?;
         answers.retain(|&(_, errno)| errno != 0);
         answers.sort();
         Ok(answers
@@ -320,14 +330,14 @@ impl NftHandle {
                     }
                 }
             })
-            .map_err(|source| NftError::Io {
+            .map_err(|error| NftError::Io {
                 context: "starting the nft thread",
-                source,
+                error,
             })?;
         ready_rx.recv().unwrap_or_else(|_| {
             Err(NftError::Io {
                 context: "starting the nft thread",
-                source: std::io::Error::other("thread ended"),
+                error: std::io::Error::other("thread ended"),
             })
         })?;
         Ok(NftHandle { tx })
@@ -340,7 +350,7 @@ impl NftHandle {
         let (reply, rx) = oneshot::channel();
         let gone = || NftError::Io {
             context: "the nft thread",
-            source: std::io::Error::other("stopped"),
+            error: std::io::Error::other("stopped"),
         };
         self.tx.send(make(reply)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?

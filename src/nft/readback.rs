@@ -128,11 +128,24 @@ impl Actual {
         }
         let have: Vec<String> = self.rules.iter().map(|r| normalize(&r.exprs)).collect();
         let want: Vec<String> = expected_rules.iter().map(|r| normalize(r)).collect();
-        if have != want {
+        if have.len() != want.len() {
             return Err(format!(
-                "rules differ: kernel has {} rules, expected {}",
+                "chain forward has {} rules, expected {}",
                 have.len(),
                 want.len()
+            ));
+        }
+        if let Some((i, (h, w))) = have
+            .iter()
+            .zip(&want)
+            .enumerate()
+            .find(|(_, (h, w))| h != w)
+        {
+            return Err(format!(
+                "rule {} differs: kernel has {} expected {}",
+                i + 1,
+                h.replace('\n', " "),
+                w.replace('\n', " ")
             ));
         }
         Ok(())
@@ -149,7 +162,17 @@ fn normalize(exprs: &str) -> String {
             rest[i + 5..].trim_start_matches(|c: char| c.is_ascii_digit() || c == '%' || c == 'd');
     }
     out.push_str(rest);
-    out
+    // The kernel dumps NFTA_LOOKUP_FLAGS even when zero (nft_lookup_dump); we do not send it.
+    out.lines()
+        .map(|l| {
+            if l.starts_with("[ lookup ") {
+                l.replace(" 0x0 ]", " ]")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

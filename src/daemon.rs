@@ -1,0 +1,151 @@
+//! `offloadd run`: load, plan, apply, then keep the ruleset right until told to stop.
+//!
+//! SIGHUP re-reads the config and applies the difference in one batch; a bad config or
+//! a refused batch leaves the running ruleset as it was. SIGTERM/SIGINT delete our table
+//! (offloaded flows fall back to the normal path at once) and exit 0.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::config::{self, Config, Mode};
+use crate::link::LinkSnapshot;
+use crate::nft::{Actual, Applied, HardwareOutcome, NftError, NftHandle};
+use crate::plan::{plan, TABLE};
+
+/// How many times to re-plan when a device vanishes between snapshot and apply.
+const DEVICE_RACE_RETRIES: usize = 3;
+
+pub struct RunOptions {
+    pub config: PathBuf,
+}
+
+/// What the daemon decided to do with the config's mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Manage { why: String },
+    Observe { why: String },
+}
+
+/// Resolves `auto`: observe when a flowtable we do not own already covers one of our
+/// devices (fw4 with flow_offloading=1, a hand-written ruleset), else manage.
+pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
+    match cfg.mode {
+        Mode::Manage => Role::Manage {
+            why: "mode = \"manage\"".into(),
+        },
+        Mode::Observe => Role::Observe {
+            why: "mode = \"observe\"".into(),
+        },
+        Mode::Auto => {
+            for ft in &actual.foreign_flowtables {
+                if let Some(dev) = ft.devices.iter().find(|d| cfg.offload.devices.contains(d)) {
+                    return Role::Observe {
+                        why: format!(
+                            "mode = \"auto\" and flowtable {} in table {} already covers {dev}",
+                            ft.name, ft.table
+                        ),
+                    };
+                }
+            }
+            Role::Manage {
+                why: "mode = \"auto\" and no other flowtable covers the configured devices".into(),
+            }
+        }
+    }
+}
+
+async fn apply(nft: &NftHandle, cfg: &Config, path: &Path) -> anyhow::Result<Applied> {
+    let mut tries = 0;
+    loop {
+        let links = LinkSnapshot::current().context("listing network devices")?;
+        let desired = plan(cfg, &links)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+        for dev in &desired.missing {
+            warn!(device = %dev, "configured device does not exist; left out of the flowtable");
+        }
+        match nft.apply(desired, cfg.offload.hardware).await {
+            Err(NftError::DeviceGone { devices }) if tries < DEVICE_RACE_RETRIES => {
+                tries += 1;
+                warn!(devices = ?devices, "a device vanished while applying; planning again");
+            }
+            Err(e) => return Err(e.into()),
+            Ok(a) => {
+                let devices: Vec<&str> = a.desired.devices().collect();
+                if a.changed {
+                    info!(table = TABLE, devices = ?devices, hardware = %a.hardware, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
+                } else {
+                    info!(table = TABLE, "ruleset unchanged");
+                }
+                if let HardwareOutcome::Fallback { refused } = &a.hardware {
+                    for (dev, why) in refused {
+                        warn!(device = %dev, reason = %why, "hardware offload refused; device uses software offload");
+                    }
+                }
+                return Ok(a);
+            }
+        }
+    }
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let cfg = config::load_toml(&opts.config)?;
+    let nft = NftHandle::spawn()?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let mut role = decide_role(&cfg, &nft.read().await?);
+    match &role {
+        Role::Manage { why } => {
+            info!(why = %why, "managing table inet offloadd");
+            apply(&nft, &cfg, &opts.config).await?;
+        }
+        Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
+    }
+    crate::notify::notify("READY=1");
+
+    loop {
+        tokio::select! {
+            _ = sighup.recv() => {
+                info!(config = %opts.config.display(), "reloading");
+                let cfg = match config::load_toml(&opts.config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        error!("{e}; keeping the running ruleset");
+                        continue;
+                    }
+                };
+                let new_role = match nft.read().await {
+                    Ok(actual) => decide_role(&cfg, &actual),
+                    Err(e) => { error!("{e}; keeping the running ruleset"); continue; }
+                };
+                if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
+                    info!(why = %why, "switching to observe; removing table inet offloadd");
+                    if let Err(e) = nft.remove().await { error!("{e}"); continue; }
+                }
+                role = new_role;
+                if let Role::Manage { .. } = role {
+                    if let Err(e) = apply(&nft, &cfg, &opts.config).await {
+                        error!("{e:#}; the running ruleset is unchanged");
+                    }
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+    crate::notify::notify("STOPPING=1");
+    if let Role::Manage { .. } = role {
+        match nft.remove().await {
+            Ok(_) => info!(
+                table = TABLE,
+                "removed table; offloaded flows continue on the normal path"
+            ),
+            Err(e) => error!("{e}"),
+        }
+    }
+    Ok(())
+}

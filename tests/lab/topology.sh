@@ -1,0 +1,75 @@
+# Lab topology, sourced by the lab and the VM tests:
+#   lan host (198.18.1.2, fd00:1::2) -- lan0 [router] wan0 -- wan host (198.18.2.2, fd00:2::2)
+# Only namespaces this script creates are touched; lab_down removes them.
+# LAB (name prefix) may be set by the caller so parallel labs do not collide.
+
+LAB=${LAB:-odlab}
+R=$LAB-router
+L=$LAB-lan
+W=$LAB-wan
+
+in_router() { ip netns exec "$R" "$@"; }
+in_lan() { ip netns exec "$L" "$@"; }
+in_wan() { ip netns exec "$W" "$@"; }
+
+lab_down() {
+    for ns in "$L" "$R" "$W"; do
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+    done
+    return 0
+}
+
+lab_up() {
+    lab_down
+    ip netns add "$R" && ip netns add "$L" && ip netns add "$W" || return 1
+    ip -n "$R" link add lan0 type veth peer name eth0 netns "$L"
+    ip -n "$R" link add wan0 type veth peer name eth0 netns "$W"
+    for ns in "$L" "$R" "$W"; do ip -n "$ns" link set lo up; done
+    ip -n "$R" addr add 198.18.1.1/24 dev lan0
+    ip -n "$R" addr add 198.18.2.1/24 dev wan0
+    ip -n "$R" addr add fd00:1::1/64 dev lan0 nodad
+    ip -n "$R" addr add fd00:2::1/64 dev wan0 nodad
+    ip -n "$R" link set lan0 up
+    ip -n "$R" link set wan0 up
+    ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ip -n "$L" addr add 198.18.1.2/24 dev eth0
+    ip -n "$L" addr add fd00:1::2/64 dev eth0 nodad
+    ip -n "$L" link set eth0 up
+    ip -n "$L" route add default via 198.18.1.1
+    ip -n "$L" -6 route add default via fd00:1::1
+    ip -n "$W" addr add 198.18.2.2/24 dev eth0
+    ip -n "$W" addr add fd00:2::2/64 dev eth0 nodad
+    ip -n "$W" link set eth0 up
+    ip -n "$W" route add default via 198.18.2.1
+    ip -n "$W" -6 route add default via fd00:2::1
+    in_lan ping -c1 -W2 198.18.2.2 >/dev/null
+}
+
+# Starts offloadd in the router with config $1, logging to $2; sets OFFLOADD_PID.
+# Waits until the table exists (or the daemon exits).
+start_offloadd() {
+    local cfg=$1 log=$2
+    # `ip netns exec` execs the command, so $! is offloadd itself (not a subshell).
+    ip netns exec "$R" "$OFFLOADD" run --config "$cfg" >"$log" 2>&1 &
+    OFFLOADD_PID=$!
+    for _ in $(seq 1 100); do
+        in_router nft list table inet offloadd >/dev/null 2>&1 && return 0
+        kill -0 "$OFFLOADD_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# Counts forwarded packets that went through the forward hook (offloaded ones skip it),
+# in a table of the lab's own so ours stays exactly as offloadd made it.
+add_forward_counter() {
+    in_router nft -f - <<'NFT'
+table inet labcount {
+    chain forward_count { type filter hook forward priority filter + 20; policy accept; counter; }
+}
+NFT
+}
+forward_packets() {
+    in_router nft list chain inet labcount forward_count | awk '/counter packets/ {print $3}'
+}
