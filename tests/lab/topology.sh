@@ -73,3 +73,32 @@ NFT
 forward_packets() {
     in_router nft list chain inet labcount forward_count | awk '/counter packets/ {print $3}'
 }
+
+# Traffic: an iperf3 TCP stream (capped: an unlimited stream can soft-lock a TCG guest)
+# and UDP echo exchanges, lan -> wan. Servers live until lab_down.
+start_servers() {
+    in_wan iperf3 -s -D -B 198.18.2.2 >/dev/null
+    for port in "$@"; do
+        in_wan python3 "$LAB_DIR/udp_echo.py" server "$port" &
+    done
+    sleep 0.5
+}
+# run_tcp SECONDS JSON_OUT: iperf3 client in the background; sets TCP_PID.
+run_tcp() {
+    in_lan iperf3 -c 198.18.2.2 -t "$1" -b 100M -J >"$2" 2>&1 &
+    TCP_PID=$!
+}
+# run_udp SECONDS PORT SPORT LOG: echo client in the background; sets UDP_PID.
+run_udp() {
+    in_lan python3 "$LAB_DIR/udp_echo.py" client 198.18.2.2 "$2" "$1" "$3" >"$4" 2>&1 &
+    UDP_PID=$!
+}
+# Conntrack entries of the router: `flows` (all) or `flows tcp|udp PORT` (original dport).
+flows() {
+    if [ $# -ge 2 ]; then
+        in_router conntrack -L -p "$1" --dport "$2" 2>/dev/null
+    else
+        in_router conntrack -L 2>/dev/null
+    fi
+}
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# VM tier, run inside the guest (a kernel with flowtables). Writes one line per check to
+# $OUT/results ("ok NAME" or "not ok NAME: why") and "complete" to $OUT/done at the end;
+# tests/vm/run.sh judges them on the host. Usage: guest.sh OUT OFFLOADD_BINARY
+set -u
+OUT=$1
+OFFLOADD=$2
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+exec >"$OUT/guest.log" 2>&1
+. "$REPO/tests/lab/topology.sh"
+export -f flows in_router
+export R
+: >"$OUT/results"
+T=$(mktemp -d)
+
+ok() { echo "ok $1" >>"$OUT/results"; echo "ok $1"; }
+fail() { echo "not ok $1: $2" >>"$OUT/results"; echo "not ok $1: $2"; }
+check() { # check NAME DETAIL CMD...
+    local name=$1 detail=$2; shift 2
+    if "$@"; then ok "$name"; else fail "$name" "$detail"; fi
+}
+table_exists() { in_router nft list table inet offloadd >/dev/null 2>&1; }
+offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
+
+conf() { # conf FILE HARDWARE [extra lines]
+    local f=$1 hw=$2; shift 2
+    { echo '[offload]'; echo 'devices = ["lan0", "wan0", "wan1"]'; echo "hardware = \"$hw\""; printf '%s\n' "$@"; } >"$f"
+}
+
+modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
+lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
+add_forward_counter
+start_servers 7777 5060
+
+# --- hardware = "auto" on veth: software flowtable, each device's refusal reported.
+conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]'
+# The plan is valid nft for a kernel with flowtables (nft -c validates without commit).
+# Checked before the daemon runs: once it does, its owner-flagged table refuses
+# changes from any other process, `nft -c` included (EPERM).
+conf "$T/off.toml" off '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]'
+in_router "$OFFLOADD" plan --config "$T/off.toml" >"$T/plan-off.nft" 2>&1
+check plan_is_valid_nft "$(in_router nft -c -f "$T/plan-off.nft" 2>&1 | head -3)" in_router nft -c -f "$T/plan-off.nft"
+# With hardware requested the plan has `flags offload`, which veth refuses: nft says so too.
+in_router "$OFFLOADD" plan --config "$T/auto.toml" >"$T/plan-auto.nft" 2>&1
+check nft_refuses_hw_on_veth_too "$(in_router nft -c -f "$T/plan-auto.nft" 2>&1 | head -2)" \
+    bash -c "grep -q 'flags offload' '$T/plan-auto.nft' && ip netns exec $R nft -c -f '$T/plan-auto.nft' 2>&1 | grep -q 'Operation not supported'"
+if start_offloadd "$T/auto.toml" "$OUT/offloadd-auto.log"; then ok start_manage; else fail start_manage "$(tail -3 "$OUT/offloadd-auto.log")"; fi
+in_router nft list table inet offloadd >"$OUT/table.nft" 2>&1
+check table_has_devices "$(cat "$OUT/table.nft")" grep -q 'devices = { lan0, wan0 }' "$OUT/table.nft"
+check table_has_owner_flag "no 'flags owner'" grep -q 'flags owner' "$OUT/table.nft"
+check hw_auto_falls_back "flags offload present" bash -c "! grep -q 'flags offload' '$OUT/table.nft'"
+check hw_auto_reports_each_device "$(grep -i hardware "$OUT/offloadd-auto.log")" bash -c \
+    "grep -q 'device=lan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log' && grep -q 'device=wan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log'"
+check missing_device_warned "no warning for wan1" grep -q 'device=wan1' "$OUT/offloadd-auto.log"
+
+# --- Offload: TCP and two-way UDP reach [OFFLOAD]; the excluded UDP port does not.
+run_tcp 6 "$T/iperf.json"
+run_udp 6 7777 40000 "$T/udp7777.log"; P1=$UDP_PID
+run_udp 6 5060 40001 "$T/udp5060.log"; P2=$UDP_PID
+sleep 3
+flows >"$OUT/conntrack-during.txt"
+check tcp_offloaded "$(flows tcp 5201)" offloaded tcp 5201
+check udp_offloaded "$(flows udp 7777)" offloaded udp 7777
+check excluded_udp_not_offloaded "$(flows udp 5060)" bash -c "flows udp 5060 | grep -q 'dport=5060' && ! (flows udp 5060 | grep -q OFFLOAD)"
+wait "$TCP_PID" "$P1" "$P2"
+fwd=$(forward_packets)
+sent=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_sent"]["bytes"]))' "$T/iperf.json" 2>/dev/null || echo 0)
+echo "forward hook packets=$fwd iperf3 bytes=$sent" >"$OUT/forward-counter.txt"
+# ~1448 bytes a packet: a stream that stayed on the slow path would put tens of
+# thousands of packets through the forward hook; offloaded, only the first few pass.
+check forward_chain_sees_only_first_packets "forward hook packets=$fwd for $sent bytes" \
+    test "$sent" -gt 20000000 -a "$fwd" -lt $((sent / 1448 / 20))
+
+# --- SIGHUP: a new exclusion is applied; a bad config is refused and the ruleset kept.
+conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "tcp"' 'dport = ["22"]'
+kill -HUP "$OFFLOADD_PID"; sleep 2
+check reload_applies_change "$(in_router nft list chain inet offloadd forward 2>&1)" \
+    bash -c "ip netns exec $R nft list chain inet offloadd forward | grep -q 'meta l4proto tcp ct original proto-dst 22 return'"
+in_router nft list ruleset >"$T/before-bad.nft"
+printf '[offload]\ndevices = ["lan0"]\nhardware = "sometimes"\n' >"$T/auto.toml"
+kill -HUP "$OFFLOADD_PID"; sleep 2
+in_router nft list ruleset >"$T/after-bad.nft"
+check bad_reload_keeps_ruleset "ruleset changed" cmp -s "$T/before-bad.nft" "$T/after-bad.nft"
+check bad_reload_names_file_line "$(tail -2 "$OUT/offloadd-auto.log")" grep -q "auto.toml:3: hardware \"sometimes\" is not valid" "$OUT/offloadd-auto.log"
+check daemon_survives_bad_reload "daemon exited" kill -0 "$OFFLOADD_PID"
+
+# --- SIGTERM with a flow offloaded: table removed, exit 0, the flow falls back.
+conf "$T/auto.toml" auto
+kill -HUP "$OFFLOADD_PID"; sleep 1
+run_tcp 8 "$T/iperf2.json"
+sleep 3
+check tcp_offloaded_before_stop "$(flows tcp 5201)" offloaded tcp 5201
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"; rc=$?
+check sigterm_exit_0 "exit code $rc" test "$rc" -eq 0
+check sigterm_removes_table "table still there" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+sleep 1
+check flows_fall_back_after_stop "$(flows tcp 5201)" bash -c "flows tcp 5201 | grep -q ESTABLISHED && ! (flows tcp 5201 | grep -q OFFLOAD)"
+wait "$TCP_PID"
+check stream_survives_stop "$(tail -c 300 "$T/iperf2.json")" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "error" not in d and d["end"]["sum_received"]["bytes"] > 0' "$T/iperf2.json"
+
+# --- kill -9: the owner flag makes the kernel remove the table with the socket.
+start_offloadd "$T/auto.toml" "$OUT/offloadd-kill.log"
+check restart_after_stop "no table" table_exists
+kill -KILL "$OFFLOADD_PID"; wait "$OFFLOADD_PID" 2>/dev/null; sleep 0.5
+check kill9_leaves_no_table "table still there" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+
+# --- hardware = "require" on veth: refuses to start, names the devices, changes nothing.
+conf "$T/require.toml" require
+in_router nft list ruleset >"$T/before-req.nft"
+in_router "$OFFLOADD" run --config "$T/require.toml" >"$OUT/offloadd-require.log" 2>&1; rc=$?
+in_router nft list ruleset >"$T/after-req.nft"
+check hw_require_exits_2 "exit code $rc" test "$rc" -eq 2
+check hw_require_names_devices "$(tail -1 "$OUT/offloadd-require.log")" grep -q 'hardware offload refused for lan0, wan0: lan0: driver does not support TC_SETUP_FT' "$OUT/offloadd-require.log"
+check hw_require_changes_nothing "ruleset changed" cmp -s "$T/before-req.nft" "$T/after-req.nft"
+
+# --- Another table (a stand-in for fw4's inet fw4) is byte-identical around a full run.
+in_router nft -f - <<'NFT'
+table inet fw4 {
+    chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; }
+}
+NFT
+in_router nft list table inet fw4 >"$T/fw4-before.nft"
+start_offloadd "$T/auto.toml" "$OUT/offloadd-fw4.log"
+kill -HUP "$OFFLOADD_PID"; sleep 1
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router nft list table inet fw4 >"$T/fw4-after.nft"
+check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw4-after.nft"
+
+lab_down
+echo complete >"$OUT/done"

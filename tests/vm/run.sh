@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# VM tier: boots the Debian kernel (which has flowtables) with virtme-ng under TCG and
+# runs tests/vm/guest.sh in it. Judges the guest's results on the host: vng's own exit
+# code is not reliable under the console fallback. Usage: run.sh [OFFLOADD_BINARY]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${1:-$repo/target/release/offloadd}
+[ -x "$bin" ] || { echo "vm: $bin is not built (cargo build --release)" >&2; exit 2; }
+kernel=$("$repo/tests/vm/kernel.sh")
+out=$(mktemp -d /tmp/offloadd-vm.XXXXXX)
+chmod 777 "$out"
+echo "vm: booting $(basename "$kernel") under TCG (about a minute) ..."
+# softlockup_panic + timeout: a guest that locks up fails fast instead of hanging CI.
+timeout 900 vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$out" --run "$kernel" \
+    --append softlockup_panic=1 --exec "$repo/tests/vm/guest.sh $out $bin" >"$out/vng.log" 2>&1 || true
+if [ -f "$out/results" ]; then cat "$out/results"; fi
+pass=$(grep -c '^ok ' "$out/results" 2>/dev/null || true)
+failed=$(grep -c '^not ok ' "$out/results" 2>/dev/null || true)
+if [ ! -f "$out/done" ]; then
+    echo "vm: the guest did not finish; last lines of its log:"
+    tail -20 "$out/guest.log" 2>/dev/null || tail -20 "$out/vng.log"
+    failed=$((failed + 1))
+fi
+echo "vm: $pass passed, $failed failed (logs in $out)"
+[ "$failed" -eq 0 ] && [ "$pass" -gt 0 ]
