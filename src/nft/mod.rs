@@ -13,5 +13,5 @@ mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
-pub use kernel::{Applied, HardwareOutcome, Nft, NftHandle};
+pub use kernel::{Applied, HardwareOutcome, Kernel, Nft, NftHandle};
 pub use readback::Actual;

@@ -80,6 +80,7 @@ start_servers() {
     in_wan iperf3 -s -D -B 198.18.2.2 >/dev/null
     for port in "$@"; do
         in_wan python3 "$LAB_DIR/udp_echo.py" server "$port" &
+        disown
     done
     sleep 0.5
 }

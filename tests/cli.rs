@@ -1,0 +1,57 @@
+//! The command line as a user runs it, without root.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_offloadd");
+
+fn offloadd(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn plan_prints_the_ruleset_of_the_example() {
+    let (code, out, err) = offloadd(&["plan", "--config", "config/offloadd.toml"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("table inet offloadd {"), "{out}");
+    assert!(
+        out.contains("ct state established meta l4proto { tcp, udp } flow add @ft"),
+        "{out}"
+    );
+    assert!(
+        out.contains("meta l4proto udp ct original proto-dst 10000-20000 return"),
+        "{out}"
+    );
+}
+
+#[test]
+fn plan_json_is_json() {
+    let (code, out, _) = offloadd(&["plan", "--config", "config/offloadd.toml", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["excludes"][0]["dport"], "5060");
+    assert_eq!(v["flowtable"]["counter"], true);
+}
+
+#[test]
+fn missing_config_is_exit_2_with_path() {
+    let (code, _, err) = offloadd(&["plan", "--config", "/nonexistent/offloadd.toml"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("/nonexistent/offloadd.toml: cannot read"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("No such file").count(),
+        1,
+        "cause printed twice: {err}"
+    );
+}

@@ -1,0 +1,105 @@
+//! Helpers for the root-only tiers: throwaway network namespaces.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// True when the test may run. Without root it is skipped with a message, except in CI
+/// (CI=true), where a root-only test that cannot run must fail.
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("netns tests need root; CI must run them as root (sudo ./tests/run.sh)");
+    }
+    eprintln!("skipped: needs root (run sudo ./tests/run.sh)");
+    false
+}
+
+/// A network namespace the test owns; deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Netns {
+    pub fn new() -> Netns {
+        let name = format!(
+            "offloadd-t{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip")
+            .success();
+        assert!(ok, "ip netns add {name} failed");
+        let ns = Netns { name };
+        ns.sh("ip link set lo up");
+        ns
+    }
+
+    /// Runs a program inside the namespace.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Runs a shell command inside the namespace and asserts it succeeded.
+    pub fn sh(&self, script: &str) -> String {
+        let out = self.run("sh", &["-c", script]);
+        assert!(
+            out.status.success(),
+            "`{script}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn ruleset(&self) -> String {
+        self.sh("nft list ruleset")
+    }
+
+    /// Runs `f` on a thread that has joined this namespace (see `enter`).
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn({
+            let name = self.name.clone();
+            move || enter(&name, f)
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+}
+
+/// Moves the calling thread into namespace `name` and runs `f` there, so every netlink
+/// socket `f` opens talks to that namespace's kernel state and never to the host's.
+/// Only for threads that end afterwards.
+pub fn enter<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let file = std::fs::File::open(format!("/run/netns/{name}")).expect("open netns");
+    use std::os::fd::AsRawFd;
+    // SAFETY: setns affects this thread only; the fd is a valid netns file.
+    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+    f()
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A stand-in for fw4's table, to prove other tables are never touched.
+pub const FW4: &str = "table inet fw4 {
+    chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; }
+}
+";

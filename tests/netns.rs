@@ -1,0 +1,186 @@
+//! Netns tier: real nf_tables on the host kernel, inside namespaces each test creates.
+//! The host kernel has no flowtables, so the full ruleset is applied in the VM tier;
+//! here the nft layer applies everything but the flowtable, and the daemon's refusal
+//! on such a kernel is checked.
+
+mod common;
+
+use common::{require_root, Netns, FW4};
+use offloadd::config::parse_toml;
+use offloadd::link::LinkSnapshot;
+use offloadd::nft::Nft;
+use offloadd::plan::{plan, Desired};
+
+const BIN: &str = env!("CARGO_BIN_EXE_offloadd");
+
+fn desired(toml: &str) -> Desired {
+    let cfg = parse_toml(toml).unwrap();
+    plan(&cfg, &LinkSnapshot::default())
+        .unwrap()
+        .without_flowtable()
+}
+
+fn with_veths(ns: &Netns) {
+    ns.sh(
+        "ip link add lan0 type veth peer name lan0p && ip link add wan0 type veth peer name wan0p",
+    );
+}
+
+#[test]
+fn apply_replace_delete_leave_other_tables_alone() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    ns.sh(&format!("nft -f - <<'EOF'\n{FW4}EOF"));
+    let fw4_before = ns.sh("nft list table inet fw4");
+
+    let first =
+        desired("[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"5060\", \"10000-20000\"]\n");
+    let second = desired("[[offload.exclude]]\nsaddr = [\"198.18.0.0/15\", \"fd00::/8\"]\n");
+    let (applied1, unchanged, listing1, applied2, listing2, removed, gone) = ns.enter(move || {
+        use offloadd::nft::Kernel;
+        let mut nft = Nft::open().unwrap();
+        let a1 = nft.apply(&first).unwrap();
+        let again = nft.apply(&first).unwrap();
+        let l1 = nft.read().unwrap();
+        let a2 = nft.apply(&second).unwrap();
+        let l2 = nft.read().unwrap();
+        let removed = nft.remove().unwrap();
+        let gone = nft.read().unwrap().table.is_none();
+        (a1, again, l1.rules.len(), a2, l2.rules.len(), removed, gone)
+    });
+    assert!(
+        applied1 && !unchanged,
+        "first apply changes, an identical second does not"
+    );
+    assert_eq!(listing1, 2);
+    assert!(applied2);
+    assert_eq!(listing2, 2);
+    assert!(removed && gone);
+    assert_eq!(
+        ns.sh("nft list table inet fw4"),
+        fw4_before,
+        "inet fw4 changed"
+    );
+    assert!(!ns.ruleset().contains("offloadd"));
+}
+
+#[test]
+fn applied_rules_read_as_the_plan_says() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    let d = desired("[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"5060\"]\n[[offload.exclude]]\nsaddr = [\"fd00::/8\"]\n");
+    // Keep the socket (and so the owner-flagged table) alive while nft lists it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let name = ns.name.clone();
+    let t = std::thread::spawn(move || {
+        common::enter(&name, move || {
+            use offloadd::nft::Kernel;
+            let mut nft = Nft::open().unwrap();
+            nft.apply(&d).unwrap();
+            tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        })
+    });
+    rx.recv().unwrap();
+    let listing = ns.sh("nft list table inet offloadd");
+    done_tx.send(()).unwrap();
+    t.join().unwrap();
+    assert!(listing.contains("flags owner"), "{listing}");
+    assert!(
+        listing.contains("type filter hook forward priority filter + 10; policy accept;"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("meta l4proto udp ct original proto-dst 5060 return"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("ct original ip6 saddr fd00::/8 return"),
+        "{listing}"
+    );
+    // The socket closed with the thread: the kernel removed the owner-flagged table.
+    assert!(
+        !ns.ruleset().contains("offloadd"),
+        "owner flag did not remove the table"
+    );
+}
+
+#[test]
+fn kernel_without_flowtables_gets_the_module_hint_and_keeps_nothing() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    with_veths(&ns);
+    ns.sh(&format!("nft -f - <<'EOF'\n{FW4}EOF"));
+    let before = ns.ruleset();
+    let cfg = std::env::temp_dir().join(format!("offloadd-enoent-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[offload]\ndevices = [\"lan0\", \"wan0\", \"absent0\"]\nhardware = \"off\"\n",
+    )
+    .unwrap();
+    let out = ns.run(BIN, &["run", "--config", cfg.to_str().unwrap()]);
+    std::fs::remove_file(&cfg).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("kernel lacks flowtable support (OpenWrt: opkg install kmod-nft-offload; modules nf_flow_table, nf_flow_table_inet, nft_flow_offload)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("device=absent0"),
+        "missing device not warned: {stderr}"
+    );
+    assert!(!stderr.contains("os error"), "bare errno: {stderr}");
+    assert_eq!(ns.ruleset(), before, "a failed start changed the ruleset");
+}
+
+#[test]
+fn bad_configs_change_nothing_and_name_file_and_line() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    with_veths(&ns);
+    ns.sh(&format!("nft -f - <<'EOF'\n{FW4}EOF"));
+    let before = ns.ruleset();
+    let dir = std::env::temp_dir().join(format!("offloadd-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[offload]\ndevices = [\"lan0\"]\nhardware = \"maybe\"\n",
+            ":3: hardware \"maybe\" is not valid",
+        ),
+        ("[offload]\ndevices = \"lan0\"\n", ":2: "),
+        ("mode = \"auto\"\n[offload\n", ":2: "),
+        (
+            "[offload]\ndevices = [\"lan0\"]\n[[offload.exclude]]\ndport = [\"99999\"]\n",
+            ":4: port \"99999\" is not valid",
+        ),
+        (
+            "[offload]\ncolour = \"blue\"\n",
+            ":2: unknown field `colour`",
+        ),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = ns.run(BIN, &["run", "--config", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+        let expected = format!("{}{needle}", path.display());
+        assert!(
+            stderr.contains(&expected),
+            "{text:?}: expected {expected:?} in {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+        assert_eq!(ns.ruleset(), before, "{text:?} changed the ruleset");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
