@@ -98,11 +98,28 @@ check flows_fall_back_after_stop "$(flows tcp 5201)" bash -c "flows tcp 5201 | g
 wait "$TCP_PID"
 check stream_survives_stop "$(tail -c 300 "$T/iperf2.json")" python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert "error" not in d and d["end"]["sum_received"]["bytes"] > 0' "$T/iperf2.json"
 
-# --- kill -9: the owner flag makes the kernel remove the table with the socket.
-start_offloadd "$T/auto.toml" "$OUT/offloadd-kill.log"
+# --- Restart with systemd's notify protocol: READY=1 comes only once the table exists.
+python3 - "$T/notify.sock" "$R" >"$T/notify.out" 2>&1 <<'PY' &
+import socket, subprocess, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(60)
+msg = s.recv(64).decode()
+have = subprocess.run(["ip", "netns", "exec", sys.argv[2], "nft", "list", "table", "inet", "offloadd"], capture_output=True).returncode == 0
+print(msg, "table-present" if have else "table-absent")
+PY
+NL=$!
+sleep 0.5
+NOTIFY_SOCKET=$T/notify.sock start_offloadd "$T/auto.toml" "$OUT/offloadd-kill.log"
 check restart_after_stop "no table" table_exists
-kill -KILL "$OFFLOADD_PID"; wait "$OFFLOADD_PID" 2>/dev/null; sleep 0.5
-check kill9_leaves_no_table "table still there" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+wait "$NL"
+check sd_notify_ready_after_apply "$(cat "$T/notify.out")" grep -q '^READY=1 table-present' "$T/notify.out"
+
+# --- kill -9: the owner flag makes the kernel remove the table with the socket (shortly
+# after the close, not synchronously: poll up to 3 s).
+kill -KILL "$OFFLOADD_PID"; wait "$OFFLOADD_PID" 2>/dev/null
+for _ in $(seq 30); do table_exists || break; sleep 0.1; done
+check kill9_leaves_no_table "table still there after 3 s" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
 
 # --- hardware = "require" on veth: refuses to start, names the devices, changes nothing.
 conf "$T/require.toml" require
