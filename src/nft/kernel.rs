@@ -79,7 +79,7 @@ pub fn apply_with_hardware<K: Kernel>(
     }
     match k.trial(desired) {
         Ok(()) => Ok((k.apply(desired)?, desired.clone(), HardwareOutcome::Active)),
-        Err(NftError::HardwareRefused { devices, reason }) => {
+        Err(NftError::HardwareRefused { devices, .. }) => {
             let mut refused = Vec::new();
             for dev in &devices {
                 match k.probe_hw(dev) {
@@ -111,7 +111,6 @@ pub fn apply_with_hardware<K: Kernel>(
                     .join("; ");
                 return Err(NftError::HardwareRefused { devices: names, reason: format!("{why}; hardware = \"require\" refuses to start (use \"auto\" to fall back to software offload)") });
             }
-            let _ = reason;
             let d = desired.software_only();
             Ok((k.apply(&d)?, d, HardwareOutcome::Fallback { refused }))
         }

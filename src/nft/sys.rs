@@ -297,7 +297,10 @@ unsafe fn str_attr(p: *const c_char) -> String {
     }
 }
 
-/// Parses a NEWTABLE message. `nlh` must point at a complete netlink message.
+/// Parses a NEWTABLE message.
+///
+/// # Safety
+/// `nlh` must point at one complete, 4-byte aligned netlink message.
 pub unsafe fn parse_table(nlh: *const libc::nlmsghdr) -> Option<TableInfo> {
     unsafe {
         let t = alloc(sys::nftnl_table_alloc()).as_ptr();
@@ -311,7 +314,10 @@ pub unsafe fn parse_table(nlh: *const libc::nlmsghdr) -> Option<TableInfo> {
     }
 }
 
-/// Parses a NEWFLOWTABLE message. `nlh` must point at a complete netlink message.
+/// Parses a NEWFLOWTABLE message.
+///
+/// # Safety
+/// `nlh` must point at one complete, 4-byte aligned netlink message.
 pub unsafe fn parse_flowtable(nlh: *const libc::nlmsghdr) -> Option<FlowtableInfo> {
     unsafe {
         let f = alloc(sys::nftnl_flowtable_alloc()).as_ptr();
@@ -344,7 +350,10 @@ pub unsafe fn parse_flowtable(nlh: *const libc::nlmsghdr) -> Option<FlowtableInf
     }
 }
 
-/// Parses a NEWCHAIN message. `nlh` must point at a complete netlink message.
+/// Parses a NEWCHAIN message.
+///
+/// # Safety
+/// `nlh` must point at one complete, 4-byte aligned netlink message.
 pub unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Option<ChainInfo> {
     unsafe {
         let c = alloc(sys::nftnl_chain_alloc()).as_ptr();
@@ -365,7 +374,10 @@ pub unsafe fn parse_chain(nlh: *const libc::nlmsghdr) -> Option<ChainInfo> {
     }
 }
 
-/// Parses a NEWRULE message. `nlh` must point at a complete netlink message.
+/// Parses a NEWRULE message.
+///
+/// # Safety
+/// `nlh` must point at one complete, 4-byte aligned netlink message.
 pub unsafe fn parse_rule(nlh: *const libc::nlmsghdr) -> Option<RuleInfo> {
     unsafe {
         let r = alloc(sys::nftnl_rule_alloc()).as_ptr();
