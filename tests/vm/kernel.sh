@@ -7,7 +7,11 @@ set -euo pipefail
 root=${OFFLOADD_VM_ROOT:-/opt/offloadd-vm}
 mkdir -p "$root"
 # linux-image-amd64 is a metapackage; the real image is its dependency.
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+pkg=$(resolve)
+if [ -z "$pkg" ]; then
+    apt-get update -qq >&2 && pkg=$(resolve)
+fi
 if [ -z "$pkg" ]; then
     echo "kernel.sh: cannot resolve linux-image-amd64 (run apt-get update first)" >&2
     exit 2
