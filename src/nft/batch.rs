@@ -8,6 +8,7 @@ use nftnl::expr::{Bitwise, Cmp, CmpOp, Conntrack, Lookup, Meta, Verdict};
 use nftnl::set::{Set, SetKey};
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 
+use super::socket::messages;
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
     Desired, ExcludeRule, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE,
@@ -53,7 +54,7 @@ impl BuiltBatch {
         let bytes: Vec<u8> = finalized.iter().flat_map(|b| b.iter().copied()).collect();
         let mut labels = BTreeMap::new();
         let mut data = labels_in_order.into_iter();
-        for (kind, seq, _) in headers(&bytes) {
+        for (kind, seq, _) in messages(&bytes) {
             let label = if kind == NFNL_MSG_BATCH_BEGIN || kind == NFNL_MSG_BATCH_END {
                 Object::Batch
             } else {
@@ -69,9 +70,9 @@ impl BuiltBatch {
     /// (nfnetlink_rcv_batch: no BATCH_END -> abort). This is what `nft -c` sends.
     pub fn trial_bytes(&self) -> Vec<u8> {
         let mut end = self.bytes.len();
-        if let Some(&(kind, _, off)) = headers(&self.bytes).last() {
+        if let Some((kind, _, range)) = messages(&self.bytes).pop() {
             if kind == NFNL_MSG_BATCH_END {
-                end = off;
+                end = range.start;
             }
         }
         self.bytes[..end].to_vec()
@@ -80,15 +81,17 @@ impl BuiltBatch {
     /// libnftnl's text of every rule in the batch, in order (for read-back comparison).
     pub fn rule_texts(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (kind, _, off) in headers(&self.bytes) {
+        for (kind, _, range) in messages(&self.bytes) {
             if kind == nfnl_type(libc::NFT_MSG_NEWRULE) {
-                let mut aligned = vec![0u32; (self.bytes.len() - off).div_ceil(4)];
-                // SAFETY: copy into u32-aligned storage; parse_rule reads one message.
+                // libnftnl reads the header in place: give it u32-aligned storage.
+                let msg = &self.bytes[range];
+                let mut aligned = vec![0u32; msg.len().div_ceil(4)];
+                // SAFETY: `aligned` holds a copy of exactly one complete message.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
-                        self.bytes[off..].as_ptr(),
+                        msg.as_ptr(),
                         aligned.as_mut_ptr().cast::<u8>(),
-                        self.bytes.len() - off,
+                        msg.len(),
                     );
                     if let Some(r) = sys::parse_rule(aligned.as_ptr().cast()) {
                         out.push(r.exprs);
@@ -103,23 +106,6 @@ impl BuiltBatch {
 /// nf_tables message types travel as (NFNL_SUBSYS_NFTABLES << 8) | msg.
 pub fn nfnl_type(msg: i32) -> u16 {
     ((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | msg as u16
-}
-
-/// (type, seq, offset) of each netlink message in `bytes`.
-pub fn headers(bytes: &[u8]) -> Vec<(u16, u32, usize)> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 16 <= bytes.len() {
-        let len = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-        let kind = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
-        let seq = u32::from_ne_bytes(bytes[off + 8..off + 12].try_into().unwrap());
-        if len < 16 {
-            break;
-        }
-        out.push((kind, seq, off));
-        off += (len + 3) & !3;
-    }
-    out
 }
 
 /// Table flags we create our table with.
@@ -331,14 +317,14 @@ mod tests {
     #[test]
     fn create_labels_every_message() {
         let b = create(&desired(), TableFlags { owner: true }, true);
-        let kinds: Vec<u16> = headers(&b.bytes).iter().map(|h| h.0).collect();
+        let kinds: Vec<u16> = messages(&b.bytes).iter().map(|h| h.0).collect();
         assert_eq!(kinds.first(), Some(&NFNL_MSG_BATCH_BEGIN));
         assert_eq!(kinds.last(), Some(&NFNL_MSG_BATCH_END));
         assert_eq!(kinds[1], nfnl_type(libc::NFT_MSG_DELTABLE));
         assert_eq!(kinds[2], nfnl_type(libc::NFT_MSG_NEWTABLE));
         assert_eq!(kinds[3], nfnl_type(sys::NFT_MSG_NEWFLOWTABLE));
         // begin, del, table, flowtable, chain, 4 excludes, set, elems, flow add, end
-        assert_eq!(b.labels.len(), headers(&b.bytes).len());
+        assert_eq!(b.labels.len(), messages(&b.bytes).len());
         assert!(b
             .labels
             .values()
@@ -351,7 +337,7 @@ mod tests {
         let t = b.trial_bytes();
         assert!(t.len() < b.bytes.len());
         assert_eq!(&b.bytes[..t.len()], &t[..]);
-        assert_ne!(headers(&t).last().unwrap().0, NFNL_MSG_BATCH_END);
+        assert_ne!(messages(&t).last().unwrap().0, NFNL_MSG_BATCH_END);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! objects. Blocking; owned by the nft thread (mnl::Socket is !Send).
 
 use std::io;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 
 use nftnl_sys::libc;
@@ -139,25 +140,35 @@ impl NftSocket {
                 }
             })?;
             let mut done = false;
-            let mut off = 0;
-            while off + 16 <= n {
-                let len = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-                if len < 16 || off + len > n {
-                    break;
-                }
-                let kind = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
-                let s = u32::from_ne_bytes(bytes[off + 8..off + 12].try_into().unwrap());
-                f(kind, s, &bytes[off..off + len]);
+            for (kind, s, range) in messages(&bytes[..n]) {
+                f(kind, s, &bytes[range]);
                 if s == seq && (kind == NLMSG_DONE || kind == NLMSG_ERROR) {
                     done = true;
                 }
-                off += (len + 3) & !3;
             }
             if done {
                 return Ok(());
             }
         }
     }
+}
+
+/// (type, seq, byte range) of each complete netlink message in `bytes`, stepping by
+/// NLMSG_ALIGN(len) as the kernel lays them out.
+pub(crate) fn messages(bytes: &[u8]) -> Vec<(u16, u32, Range<usize>)> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off + 16 <= bytes.len() {
+        let len = u32::from_ne_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        if len < 16 || off + len > bytes.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(bytes[off + 4..off + 6].try_into().unwrap());
+        let seq = u32::from_ne_bytes(bytes[off + 8..off + 12].try_into().unwrap());
+        out.push((kind, seq, off..off + len));
+        off += (len + 3) & !3;
+    }
+    out
 }
 
 /// The positive errno of an NLMSG_ERROR message (0 for an acknowledgement).
