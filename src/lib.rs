@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conntrack;
 pub mod daemon;
 pub mod link;
 pub mod nft;

@@ -1,0 +1,217 @@
+//! ctnetlink sockets: a dump socket (request/reply) and an event socket (multicast).
+//!
+//! Requests are built with netlink-packet-netfilter; replies are decoded by `decode`
+//! without allocating, because a dump of a busy router's table is 100k entries.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use netlink_packet_core::{DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, Status};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use super::decode::{decode, messages, Message, CTA_STATUS_MASK};
+use super::{Event, IPS_OFFLOAD};
+
+/// Multicast groups NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY.
+const GROUPS: [u32; 3] = [1, 2, 3];
+/// Large enough for a few hundred entries per recv, so a dump needs few syscalls.
+const RECV_BUFFER: usize = 1 << 20;
+
+/// Which entries a dump asks the kernel for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpFilter {
+    All,
+    /// Entries with IPS_OFFLOAD set (software and hardware). Linux ≥ 5.19 filters in the
+    /// kernel (CTA_STATUS + CTA_STATUS_MASK); older kernels ignore the attributes and
+    /// return everything, so callers always classify what comes back.
+    Offloaded,
+}
+
+/// The event socket's receive buffer overflowed: events were lost (ENOBUFS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overrun;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CtError {
+    #[error("ctnetlink {what}: {error} (is nf_conntrack loaded and are you root? try: modprobe nf_conntrack_netlink)")]
+    Io { what: &'static str, error: io::Error },
+    #[error("the kernel refused the conntrack dump: {}", crate::nft::errno_name(*.0))]
+    Refused(i32),
+}
+
+pub struct CtSocket {
+    sock: Socket,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl AsRawFd for CtSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+fn io(what: &'static str) -> impl FnOnce(io::Error) -> CtError {
+    move |error| CtError::Io { what, error }
+}
+
+impl CtSocket {
+    /// A socket for dump requests (blocking).
+    pub fn for_dumps() -> Result<CtSocket, CtError> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io("socket"))?;
+        sock.bind_auto().map_err(io("bind"))?;
+        sock.connect(&SocketAddr::new(0, 0)).map_err(io("connect"))?;
+        Ok(CtSocket { sock, buf: vec![0; RECV_BUFFER], seq: 0 })
+    }
+
+    /// A non-blocking socket subscribed to NEW, UPDATE and DESTROY events, with a
+    /// receive buffer of `rcvbuf` bytes (forced past net.core.rmem_max when root).
+    pub fn for_events(rcvbuf: usize) -> Result<CtSocket, CtError> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io("socket"))?;
+        sock.bind_auto().map_err(io("bind"))?;
+        for g in GROUPS {
+            sock.add_membership(g).map_err(io("subscribing to conntrack events"))?;
+        }
+        set_rcvbuf(sock.as_raw_fd(), rcvbuf).map_err(io("setting the event buffer size"))?;
+        sock.set_non_blocking(true).map_err(io("set non-blocking"))?;
+        Ok(CtSocket { sock, buf: vec![0; RECV_BUFFER], seq: 0 })
+    }
+
+    /// Dumps the conntrack table (IPv4 and IPv6), calling `f` for every TCP/UDP entry.
+    /// Returns how many entries the kernel sent (including those not TCP/UDP) and how
+    /// many messages could not be decoded (logged and skipped).
+    pub fn dump(&mut self, filter: DumpFilter, mut f: impl FnMut(Event)) -> Result<DumpCount, CtError> {
+        self.seq = self.seq.wrapping_add(1);
+        let request = dump_request(filter, self.seq);
+        self.sock.send(&request, 0).map_err(io("sending the dump request"))?;
+        let mut count = DumpCount::default();
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io("receiving the dump"))?;
+            for m in messages(&self.buf[..n]) {
+                match m {
+                    Message::Conntrack { msg_type, flags, bytes } => {
+                        count.entries += 1;
+                        match decode(msg_type, flags, bytes) {
+                            Ok(Some(e)) => f(e),
+                            Ok(None) => {}
+                            Err(e) => {
+                                count.malformed += 1;
+                                tracing::debug!("skipping a conntrack entry: {e}");
+                            }
+                        }
+                    }
+                    Message::Done => return Ok(count),
+                    Message::Error(0) | Message::Other => {}
+                    Message::Error(errno) => return Err(CtError::Refused(errno)),
+                }
+            }
+        }
+    }
+
+    /// Reads every event queued on the socket, calling `f` for each TCP/UDP one; returns
+    /// how many messages were read once the socket is empty, or `Overrun` when the
+    /// kernel dropped events since the last read (the caller must resync).
+    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Result<Result<u64, Overrun>, CtError> {
+        let mut read = 0;
+        loop {
+            let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Ok(read)),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Err(Overrun)),
+                Err(e) => return Err(CtError::Io { what: "receiving events", error: e }),
+            };
+            for m in messages(&self.buf[..n]) {
+                if let Message::Conntrack { msg_type, flags, bytes } = m {
+                    read += 1;
+                    match decode(msg_type, flags, bytes) {
+                        Ok(Some(e)) => f(e),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!("skipping a conntrack event: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// For benchmarks: receive a whole dump and parse nothing (the floor).
+    pub fn dump_raw(&mut self, filter: DumpFilter) -> Result<usize, CtError> {
+        self.seq = self.seq.wrapping_add(1);
+        self.sock.send(&dump_request(filter, self.seq), 0).map_err(io("sending the dump request"))?;
+        let mut total = 0;
+        loop {
+            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io("receiving the dump"))?;
+            total += n;
+            // Step over headers only: NLMSG_DONE may share the last datagram with entries.
+            if messages(&self.buf[..n]).any(|m| m == Message::Done) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DumpCount {
+    pub entries: u64,
+    pub malformed: u64,
+}
+
+/// IPCTNL_MSG_CT_GET with NLM_F_DUMP for AF_UNSPEC (both families).
+pub(crate) fn dump_request(filter: DumpFilter, seq: u32) -> Vec<u8> {
+    let attrs = match filter {
+        DumpFilter::All => vec![],
+        DumpFilter::Offloaded => vec![
+            // The kernel keeps entries with (status & mask) == value; a zero mask is EINVAL.
+            ConntrackAttribute::CtaStatus(Status::Offload),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_STATUS_MASK, IPS_OFFLOAD.to_be_bytes().to_vec())),
+        ],
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
+            ConntrackMessage::Get(attrs),
+        )),
+    );
+    msg.finalize();
+    let mut buf = vec![0; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    buf
+}
+
+fn set_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let val = bytes.min(i32::MAX as usize) as libc::c_int;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: fd is an open socket and val a c_int that outlives the call.
+        let rc = unsafe {
+            libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&val as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    Err(io::Error::last_os_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offloaded_dump_request_carries_status_and_mask() {
+        let req = dump_request(DumpFilter::Offloaded, 7);
+        // nlmsghdr: type CTNETLINK << 8 | GET, flags REQUEST | DUMP, seq 7
+        assert_eq!(u16::from_ne_bytes([req[4], req[5]]), 0x0101);
+        assert_eq!(u16::from_ne_bytes([req[6], req[7]]), 0x301);
+        assert_eq!(u32::from_ne_bytes(req[8..12].try_into().unwrap()), 7);
+        assert_eq!(req[16], 0, "AF_UNSPEC: both families");
+        // CTA_STATUS then CTA_STATUS_MASK, both IPS_OFFLOAD big-endian
+        let attrs = &req[20..];
+        assert_eq!(attrs, [8, 0, 3, 0, 0, 0, 0x40, 0, 8, 0, 26, 0, 0, 0, 0x40, 0]);
+        assert_eq!(dump_request(DumpFilter::All, 1).len(), 20);
+    }
+}

@@ -1,0 +1,369 @@
+//! The pure state of the conntrack watcher: one small record per TCP/UDP flow, the
+//! path it is on, and totals. Time comes in as `now` (since the watcher started), so
+//! every rule here is tested without a kernel or a clock.
+//!
+//! Memory: one `(FlowKey, FlowState)` per tracked flow, at most 176 bytes, plus the hash
+//! table's control byte and slack (≈ 200 bytes per flow); at most `MAX_FLOWS` flows. Flows that the
+//! kernel destroys, or that a full resync no longer finds, are dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Counters, DumpFilter, Entry, Event, EventKind, FlowKey, Path, PathFilter, Tuple};
+
+/// How many recent time-to-offload samples the percentiles are computed over.
+pub const TTO_SAMPLES: usize = 1024;
+/// Beyond this many flows new ones are counted in `over_limit`, not tracked (a router's
+/// nf_conntrack_max is far lower; this bounds memory at ≈ 400 MB on a huge server).
+pub const MAX_FLOWS: usize = 2 << 20;
+
+#[derive(Debug, Clone)]
+struct FlowState {
+    reply: Tuple,
+    mark: u32,
+    tcp_state: Option<u8>,
+    path: Path,
+    /// When we first saw the flow (ms), if that was its NEW event, so time to offload
+    /// is real; `UNKNOWN` otherwise. Plain integers keep the record small.
+    born_ms: u64,
+    /// When it entered its current path (ms).
+    since_ms: u64,
+    /// First sight → first offload (µs, saturating), once; `UNKNOWN32` until then.
+    to_offload_us: u32,
+    counters: Option<Counters>,
+    /// Resync generation that last saw this flow.
+    seen: u32,
+}
+
+/// A flow changed path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at_unix_ms: u64,
+    pub key: FlowKey,
+    pub reply: Tuple,
+    pub from: Path,
+    pub to: Path,
+    /// First sight to offload, for a flow whose creation we saw.
+    pub after_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transitions {
+    pub slow_to_sw: u64,
+    pub slow_to_hw: u64,
+    pub sw_to_hw: u64,
+    pub hw_to_sw: u64,
+    pub to_slow: u64,
+}
+
+/// Totals for `status` and `metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub slow: u64,
+    pub sw: u64,
+    pub hw: u64,
+    pub transitions: Transitions,
+    /// Time from first sight to offload over the last `TTO_SAMPLES` offloads.
+    pub to_offload_p50_ms: Option<f64>,
+    pub to_offload_p95_ms: Option<f64>,
+    pub to_offload_samples: u64,
+    pub events: u64,
+    pub dumps: u64,
+    pub full_dumps: u64,
+    /// Event socket overruns (ENOBUFS): each triggers a full resync.
+    pub overruns: u64,
+    pub malformed: u64,
+    pub over_limit: u64,
+}
+
+/// One flow as `flows` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub proto: u8,
+    pub zone: u16,
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub mark: u32,
+    pub tcp_state: Option<u8>,
+    pub path: Path,
+    /// Time on the current path; unknown when read straight from the kernel.
+    pub on_path_ms: Option<u64>,
+    pub to_offload_ms: Option<f64>,
+    pub counters: Option<Counters>,
+}
+
+impl FlowRecord {
+    /// A flow read straight from a dump, without history.
+    pub fn from_entry(e: &Entry) -> FlowRecord {
+        FlowRecord {
+            proto: e.key.proto,
+            zone: e.key.zone,
+            orig: e.key.orig,
+            reply: e.reply,
+            mark: e.mark,
+            tcp_state: e.tcp_state,
+            path: e.path(),
+            on_path_ms: None,
+            to_offload_ms: None,
+            counters: e.counters,
+        }
+    }
+}
+
+const UNKNOWN: u64 = u64::MAX;
+const UNKNOWN32: u32 = u32::MAX;
+
+impl FlowState {
+    fn to_offload(&self) -> Option<Duration> {
+        (self.to_offload_us != UNKNOWN32).then(|| Duration::from_micros(self.to_offload_us.into()))
+    }
+}
+
+fn as_ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+pub struct FlowTracker {
+    flows: HashMap<FlowKey, FlowState>,
+    stats: Stats,
+    samples: VecDeque<Duration>,
+    generation: u32,
+    epoch_unix_ms: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl FlowTracker {
+    /// `epoch_unix_ms`: wall-clock time of `now == 0`, to stamp transitions.
+    pub fn new(epoch_unix_ms: u64) -> FlowTracker {
+        FlowTracker {
+            flows: HashMap::new(),
+            stats: Stats::default(),
+            samples: VecDeque::with_capacity(TTO_SAMPLES),
+            generation: 0,
+            epoch_unix_ms,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Applies one ctnetlink event.
+    pub fn event(&mut self, ev: &Event, now: Duration) -> Option<Transition> {
+        self.stats.events += 1;
+        match ev.kind {
+            EventKind::Destroy => {
+                if let Some(old) = self.flows.remove(&ev.entry.key) {
+                    self.count(old.path, -1);
+                }
+                None
+            }
+            EventKind::New => self.observe(&ev.entry, now, true),
+            EventKind::Update => self.observe(&ev.entry, now, false),
+        }
+    }
+
+    /// Starts a resync: entries of the dump go to `observe`, then `end_resync`.
+    pub fn begin_resync(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Settles what the dump did not show. After a dump of offloaded entries, a flow we
+    /// had as offloaded and that was not in it has left the flowtable (idle timeout,
+    /// teardown, table deleted): it is back on the slow path. After a full dump, a flow
+    /// not in it is gone (its DESTROY event was lost).
+    pub fn end_resync(&mut self, filter: DumpFilter, now: Duration) -> Vec<Transition> {
+        let generation = self.generation;
+        let mut out = Vec::new();
+        match filter {
+            DumpFilter::Offloaded => self.stats.dumps += 1,
+            DumpFilter::All => {
+                self.stats.dumps += 1;
+                self.stats.full_dumps += 1;
+                let before = self.flows.len();
+                let stats = &mut self.stats;
+                self.flows.retain(|_, f| {
+                    let keep = f.seen == generation;
+                    if !keep {
+                        match f.path {
+                            Path::Slow => stats.slow -= 1,
+                            Path::Sw => stats.sw -= 1,
+                            Path::Hw => stats.hw -= 1,
+                        }
+                    }
+                    keep
+                });
+                tracing::debug!(dropped = before - self.flows.len(), "full resync");
+                return out;
+            }
+        }
+        let stale: Vec<FlowKey> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.path != Path::Slow && f.seen != generation)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(t) = self.set_path(key, Path::Slow, now) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// Records an entry seen in an event or a dump. `fresh`: this is its NEW event.
+    pub fn observe(&mut self, e: &Entry, now: Duration, fresh: bool) -> Option<Transition> {
+        let generation = self.generation;
+        let path = e.path();
+        let Some(f) = self.flows.get_mut(&e.key) else {
+            if self.flows.len() >= MAX_FLOWS {
+                self.stats.over_limit += 1;
+                return None;
+            }
+            self.flows.insert(
+                e.key,
+                FlowState {
+                    reply: e.reply,
+                    mark: e.mark,
+                    tcp_state: e.tcp_state,
+                    path,
+                    born_ms: if fresh { as_ms(now) } else { UNKNOWN },
+                    since_ms: as_ms(now),
+                    to_offload_us: UNKNOWN32,
+                    counters: e.counters,
+                    seen: generation,
+                },
+            );
+            self.count(path, 1);
+            return None;
+        };
+        f.reply = e.reply;
+        f.mark = e.mark;
+        f.seen = generation;
+        if e.tcp_state.is_some() {
+            f.tcp_state = e.tcp_state;
+        }
+        if e.counters.is_some() {
+            f.counters = e.counters;
+        }
+        if f.path == path {
+            return None;
+        }
+        self.set_path(e.key, path, now)
+    }
+
+    fn set_path(&mut self, key: FlowKey, to: Path, now: Duration) -> Option<Transition> {
+        let f = self.flows.get_mut(&key)?;
+        let from = f.path;
+        f.path = to;
+        f.since_ms = as_ms(now);
+        let t = &mut self.stats.transitions;
+        match (from, to) {
+            (Path::Slow, Path::Sw) => t.slow_to_sw += 1,
+            (Path::Slow, Path::Hw) => t.slow_to_hw += 1,
+            (Path::Sw, Path::Hw) => t.sw_to_hw += 1,
+            (Path::Hw, Path::Sw) => t.hw_to_sw += 1,
+            (_, Path::Slow) => t.to_slow += 1,
+            _ => {}
+        }
+        let mut after = None;
+        if from == Path::Slow && f.to_offload_us == UNKNOWN32 && f.born_ms != UNKNOWN {
+            let d = now.saturating_sub(Duration::from_millis(f.born_ms));
+            f.to_offload_us = d.as_micros().min(u128::from(UNKNOWN32 - 1)) as u32;
+            after = Some(ms(d));
+            if self.samples.len() == TTO_SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(d);
+            self.stats.to_offload_samples += 1;
+        }
+        let reply = f.reply;
+        self.count(from, -1);
+        self.count(to, 1);
+        Some(Transition {
+            at_unix_ms: self.epoch_unix_ms + now.as_millis() as u64,
+            key,
+            reply,
+            from,
+            to,
+            after_ms: after,
+        })
+    }
+
+    fn count(&mut self, path: Path, delta: i64) {
+        let n = match path {
+            Path::Slow => &mut self.stats.slow,
+            Path::Sw => &mut self.stats.sw,
+            Path::Hw => &mut self.stats.hw,
+        };
+        *n = n.wrapping_add_signed(delta);
+    }
+
+    pub fn note_overrun(&mut self) {
+        self.stats.overruns += 1;
+    }
+
+    pub fn note_malformed(&mut self, n: u64) {
+        self.stats.malformed += n;
+    }
+
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        let mut v: Vec<Duration> = self.samples.iter().copied().collect();
+        v.sort_unstable();
+        s.to_offload_p50_ms = percentile(&v, 50).map(ms);
+        s.to_offload_p95_ms = percentile(&v, 95).map(ms);
+        s
+    }
+
+    /// The tracked flows that `filter` wants, in a stable order (offloaded first).
+    pub fn flows(&self, filter: Option<PathFilter>, now: Duration) -> Vec<FlowRecord> {
+        let mut out: Vec<FlowRecord> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| filter.is_none_or(|p| p.matches(f.path)))
+            .map(|(k, f)| FlowRecord {
+                proto: k.proto,
+                zone: k.zone,
+                orig: k.orig,
+                reply: f.reply,
+                mark: f.mark,
+                tcp_state: f.tcp_state,
+                path: f.path,
+                on_path_ms: Some(as_ms(now).saturating_sub(f.since_ms)),
+                to_offload_ms: f.to_offload().map(ms),
+                counters: f.counters,
+            })
+            .collect();
+        sort_flows(&mut out);
+        out
+    }
+}
+
+/// Hardware first, then software, then slow; within a path by protocol and tuple.
+pub fn sort_flows(flows: &mut [FlowRecord]) {
+    let key = |f: &FlowRecord| (f.proto, f.orig.src, f.orig.sport, f.orig.dst, f.orig.dport, f.zone);
+    flows.sort_by(|a, b| b.path.cmp(&a.path).then_with(|| key(a).cmp(&key(b))));
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+#[cfg(test)]
+#[path = "tracker_tests.rs"]
+mod tests;
