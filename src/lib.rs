@@ -6,9 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod conntrack;
 pub mod daemon;
 pub mod link;
 pub mod nft;
 pub mod notify;
 pub mod plan;
+pub mod report;
+pub mod status;

@@ -14,7 +14,6 @@ use super::{Counters, Entry, FlowKey, Tuple, TCP, UDP};
 /// nfnetlink subsystem id of ctnetlink, the high byte of nlmsg_type.
 pub const NFNL_SUBSYS_CTNETLINK: u8 = 1;
 pub const IPCTNL_MSG_CT_NEW: u8 = 0;
-pub const IPCTNL_MSG_CT_GET: u8 = 1;
 pub const IPCTNL_MSG_CT_DELETE: u8 = 2;
 /// Events for a new entry carry NLM_F_CREATE; updates of an existing one do not.
 const NLM_F_CREATE: u16 = 0x400;

@@ -8,7 +8,7 @@
 mod decode;
 mod socket;
 mod tracker;
-//mod watcher;
+mod watcher;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use decode::{decode, messages, DecodeError, Event, EventKind, Message};
 pub use socket::{CtError, CtSocket, DumpCount, DumpFilter, Overrun};
 pub use tracker::{sort_flows, FlowRecord, FlowTracker, Stats, Transition, Transitions, MAX_FLOWS, TTO_SAMPLES};
+pub use watcher::{spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions, FULL_RESYNC_EVERY};
 
 
 

@@ -1,0 +1,234 @@
+//! The control socket (`/run/offloadd.sock`, mode 0600, root only).
+//!
+//! Protocol: the client connects and writes one JSON object on one line; the daemon
+//! answers with one JSON line and closes, except for `watch`, which streams one JSON
+//! line per transition until the client goes away.
+//! - `{"request":"status"}` → a `Status` object
+//! - `{"request":"flows","path":"offloaded"}` (`path`: slow|sw|hw|offloaded, optional)
+//!   → an array of flow records
+//! - `{"request":"watch"}` → `{"transition":{...}}` lines; `{"lagged":N}` if the client
+//!   read too slowly and N transitions were skipped
+//! - any failure → `{"error":"..."}`
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream as StdStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, warn};
+
+use crate::conntrack::{unix_ms, FlowRecord, PathFilter, Transition, WatcherHandle};
+use crate::status::Status;
+
+pub const DEFAULT_SOCKET: &str = "/run/offloadd.sock";
+const MAX_REQUEST: u64 = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Flows {
+        #[serde(default)]
+        path: Option<PathFilter>,
+    },
+    Watch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchLine {
+    Transition(Transition),
+    Lagged(u64),
+    Error(String),
+}
+
+/// What the server needs: the daemon's view and the watcher, if it runs.
+#[derive(Clone)]
+pub struct Shared {
+    pub status: Arc<Mutex<Status>>,
+    pub watcher: Option<WatcherHandle>,
+}
+
+/// Binds the socket, refusing to take over one a running daemon still answers on.
+pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if StdStream::connect(path).is_ok() {
+        anyhow::bail!("{}: another offloadd is already running (stop it first)", path.display());
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed a stale control socket"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => anyhow::bail!("{}: cannot remove the old control socket: {e}", path.display()),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| anyhow::anyhow!("{}: cannot create the control socket: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, shared: Shared) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, shared).await {
+                        debug!("control client: {e}");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("control socket: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
+    // The file mode keeps others out; the peer check closes the window between bind
+    // and chmod.
+    let uid = stream.peer_cred()?.uid();
+    // SAFETY: geteuid has no preconditions.
+    if uid != 0 && uid != unsafe { libc::geteuid() } {
+        return Ok(());
+    }
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = TokioBufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within 5 s"))??;
+    let answer = match serde_json::from_str::<Request>(line.trim()) {
+        Err(e) => error_json(format!("bad request: {e}")),
+        Ok(Request::Status) => serde_json::to_string(&status(&shared).await)?,
+        Ok(Request::Flows { path }) => match &shared.watcher {
+            None => error_json("the conntrack watcher is not running (see offloadd status)".into()),
+            Some(w) => match w.flows(path).await {
+                Some(flows) => serde_json::to_string(&flows)?,
+                None => error_json("the conntrack watcher stopped".into()),
+            },
+        },
+        Ok(Request::Watch) => return watch(&shared, write).await,
+    };
+    write.write_all(answer.as_bytes()).await?;
+    write.write_all(b"\n").await
+}
+
+async fn status(shared: &Shared) -> Status {
+    let mut s = shared.status.lock().unwrap().clone();
+    s.now_unix_ms = unix_ms();
+    if let Some(w) = &shared.watcher {
+        s.conntrack = w.stats().await;
+    }
+    s
+}
+
+async fn watch(shared: &Shared, mut write: tokio::net::unix::OwnedWriteHalf) -> io::Result<()> {
+    let Some(w) = &shared.watcher else {
+        let line = serde_json::to_string(&WatchLine::Error("the conntrack watcher is not running".into()))?;
+        return write.write_all(format!("{line}\n").as_bytes()).await;
+    };
+    let mut rx = w.subscribe();
+    loop {
+        let line = match rx.recv().await {
+            Ok(t) => WatchLine::Transition(t),
+            Err(RecvError::Lagged(n)) => WatchLine::Lagged(n),
+            Err(RecvError::Closed) => return Ok(()),
+        };
+        let mut text = serde_json::to_string(&line)?;
+        text.push('\n');
+        write.write_all(text.as_bytes()).await?;
+    }
+}
+
+fn error_json(message: String) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("offloadd is not running (nothing answers on {0}); start it with /etc/init.d/offloadd start or systemctl start offloadd")]
+    NotRunning(PathBuf),
+    #[error("{0}: permission denied; the control socket is root only (run with sudo)")]
+    Denied(PathBuf),
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
+    #[error("the daemon answered: {0}")]
+    Daemon(String),
+}
+
+/// Sends one request; returns the reader positioned at the answer.
+fn call(path: &Path, req: &Request) -> Result<BufReader<StdStream>, ClientError> {
+    let io_err = |error| ClientError::Io { path: path.to_owned(), error };
+    let mut s = StdStream::connect(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning(path.to_owned()),
+        io::ErrorKind::PermissionDenied => ClientError::Denied(path.to_owned()),
+        _ => io_err(e),
+    })?;
+    let mut line = serde_json::to_string(req).expect("requests serialize");
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(io_err)?;
+    Ok(BufReader::new(s))
+}
+
+fn answer<T: for<'de> Deserialize<'de>>(path: &Path, req: &Request) -> Result<T, ClientError> {
+    let mut r = call(path, req)?;
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(|error| ClientError::Io { path: path.to_owned(), error })?;
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&line) {
+        if let Some(serde_json::Value::String(e)) = m.get("error") {
+            return Err(ClientError::Daemon(e.clone()));
+        }
+    }
+    serde_json::from_str(&line).map_err(|e| ClientError::Daemon(format!("unreadable answer ({e}); is the daemon the same version as this command?")))
+}
+
+pub fn get_status(path: &Path) -> Result<Status, ClientError> {
+    answer(path, &Request::Status)
+}
+
+pub fn get_flows(path: &Path, filter: Option<PathFilter>) -> Result<Vec<FlowRecord>, ClientError> {
+    answer(path, &Request::Flows { path: filter })
+}
+
+/// Streams transitions to `f` until the daemon closes or `f` returns false.
+pub fn watch_transitions(path: &Path, mut f: impl FnMut(WatchLine) -> bool) -> Result<(), ClientError> {
+    let r = call(path, &Request::Watch)?;
+    for line in r.lines() {
+        let line = line.map_err(|error| ClientError::Io { path: path.to_owned(), error })?;
+        let w = serde_json::from_str(&line).map_err(|e| ClientError::Daemon(format!("unreadable line ({e})")))?;
+        if !f(w) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_have_the_documented_shape() {
+        let r: Request = serde_json::from_str(r#"{"request":"flows","path":"offloaded"}"#).unwrap();
+        assert_eq!(r, Request::Flows { path: Some(PathFilter::Offloaded) });
+        let r: Request = serde_json::from_str(r#"{"request":"flows"}"#).unwrap();
+        assert_eq!(r, Request::Flows { path: None });
+        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"request":"status"}"#);
+        assert!(serde_json::from_str::<Request>(r#"{"request":"drop"}"#).is_err());
+    }
+
+    #[test]
+    fn client_reports_a_daemon_that_is_not_running() {
+        let dir = std::env::temp_dir().join(format!("offloadd-test-{}", std::process::id()));
+        let e = get_status(&dir.join("none.sock")).unwrap_err();
+        assert!(matches!(e, ClientError::NotRunning(_)), "{e}");
+        assert!(e.to_string().contains("systemctl start offloadd"));
+    }
+}

@@ -1,0 +1,177 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::conntrack::{Counters, FlowKey, Transitions, TCP, UDP};
+use crate::status::{Device, DeviceState, Hardware, LastApply, Refusal};
+
+fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    Tuple { src, dst, sport, dport }
+}
+
+fn flow() -> FlowRecord {
+    FlowRecord {
+        proto: TCP,
+        zone: 0,
+        orig: tuple("198.18.1.2", 43210, "198.18.2.2", 5201),
+        reply: tuple("198.18.2.2", 5201, "198.18.1.2", 43210),
+        mark: 0,
+        tcp_state: Some(3),
+        path: Path::Sw,
+        on_path_ms: Some(12_400),
+        to_offload_ms: Some(41.0),
+        counters: Some(Counters { orig_packets: 50_000, orig_bytes: 75_000_000, reply_packets: 1234, reply_bytes: 100_000 }),
+    }
+}
+
+#[test]
+fn flow_line_reads_like_conntrack_plus_path() {
+    assert_eq!(
+        flow_line(&flow()),
+        "sw   tcp 198.18.1.2:43210 -> 198.18.2.2:5201 ESTABLISHED on software for 12.4 s (offloaded 41 ms after first packet) 75.1 MB 51234 pkts"
+    );
+}
+
+#[test]
+fn flow_line_shows_nat_zone_mark_and_v6() {
+    let mut f = flow();
+    f.proto = UDP;
+    f.tcp_state = None;
+    f.orig = tuple("fd00:1::2", 5000, "fd00:2::2", 7777);
+    f.reply = tuple("fd00:2::2", 7777, "fd00:2::1", 5000);
+    f.zone = 7;
+    f.mark = 42;
+    f.on_path_ms = None;
+    f.to_offload_ms = None;
+    f.counters = None;
+    f.path = Path::Slow;
+    assert_eq!(
+        flow_line(&f),
+        "slow udp [fd00:1::2]:5000 -> [fd00:2::2]:7777 reply [fd00:2::2]:7777 -> [fd00:2::1]:5000 zone 7 mark 0x2a"
+    );
+}
+
+#[test]
+fn transition_line_has_clock_and_time_to_offload() {
+    let t = Transition {
+        at_unix_ms: 86_400_000 * 3 + 3_723_456,
+        key: FlowKey { proto: TCP, zone: 0, orig: flow().orig },
+        reply: flow().reply,
+        from: Path::Slow,
+        to: Path::Sw,
+        after_ms: Some(2.5),
+    };
+    assert_eq!(
+        transition_line(&t),
+        "01:02:03.456Z tcp 198.18.1.2:43210 -> 198.18.2.2:5201 slow -> sw (2.5 ms after first packet)"
+    );
+}
+
+#[test]
+fn durations_and_bytes_are_short() {
+    assert_eq!(duration_ms(0.25), "0.2 ms");
+    assert_eq!(duration_ms(602.0), "602 ms");
+    assert_eq!(duration_ms(2500.0), "2.5 s");
+    assert_eq!(duration_ms(192_000.0), "3m12s");
+    assert_eq!(duration_ms(7_500_000.0), "2h05m");
+    assert_eq!(duration_ms(273_600_000.0), "3d04h");
+    assert_eq!(bytes(999), "999 B");
+    assert_eq!(bytes(1_500_000_000), "1.5 GB");
+}
+
+fn status() -> Status {
+    Status {
+        version: "0.1.0".into(),
+        pid: 42,
+        started_unix_ms: 1_000_000,
+        now_unix_ms: 1_192_000,
+        config: "/etc/offloadd/offloadd.toml".into(),
+        role: "manage".into(),
+        role_why: "mode = \"auto\" and no other flowtable covers the configured devices".into(),
+        kernel_flowtables: Some(true),
+        owner_flag: Some(true),
+        hardware: Hardware {
+            policy: "auto".into(),
+            state: "fallback".into(),
+            refused: vec![Refusal { device: "lan0".into(), reason: "driver does not support TC_SETUP_FT (EOPNOTSUPP)".into() }],
+        },
+        devices: vec![
+            Device { name: "lan0".into(), state: DeviceState::InFlowtable },
+            Device { name: "wlan0".into(), state: DeviceState::Missing },
+        ],
+        other_flowtables: vec![],
+        last_apply: Some(LastApply { at_unix_ms: 1_000_100, took_ms: 602.0, changed: true, error: None }),
+        warnings: vec!["wlan0: configured device does not exist".into()],
+        resync_interval_ms: 2000,
+        conntrack: Some(Stats {
+            slow: 12,
+            sw: 3,
+            hw: 0,
+            transitions: Transitions { slow_to_sw: 15, to_slow: 12, ..Default::default() },
+            to_offload_p50_ms: Some(41.0),
+            to_offload_p95_ms: Some(120.0),
+            to_offload_samples: 15,
+            events: 1234,
+            dumps: 61,
+            full_dumps: 3,
+            overruns: 1,
+            ..Default::default()
+        }),
+        conntrack_error: None,
+    }
+}
+
+#[test]
+fn status_text_answers_the_questions() {
+    let text = status_text(&status());
+    let expected = "\
+offloadd 0.1.0, pid 42, up 3m12s, config /etc/offloadd/offloadd.toml
+mode:       manage (mode = \"auto\" and no other flowtable covers the configured devices)
+kernel:     flowtables yes, table owner flag yes
+hardware:   auto -> fallback
+            lan0: driver does not support TC_SETUP_FT (EOPNOTSUPP)
+devices:    lan0   in flowtable (software)
+            wlan0  missing (added when it appears)
+flows:      12 slow, 3 software, 0 hardware
+moves:      slow->sw 15, slow->hw 0, sw->hw 0, hw->sw 0, back to slow 12
+to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)
+conntrack:  1234 events, 61 resyncs (3 full) every 2.0 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
+last apply: 3m11s ago, took 602 ms, ruleset changed
+warnings:   wlan0: configured device does not exist
+";
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn status_text_without_conntrack_says_why() {
+    let mut st = status();
+    st.conntrack = None;
+    st.conntrack_error = Some("ctnetlink socket: Permission denied".into());
+    assert!(status_text(&st).contains("flows:      unknown: conntrack watcher unavailable: ctnetlink socket: Permission denied"));
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let m = metrics(Some(&status()));
+    for line in [
+        "offloadd_up 1",
+        "offloadd_managing 1",
+        "offloadd_device_info{device=\"lan0\",state=\"in_flowtable\"} 1",
+        "offloadd_device_info{device=\"wlan0\",state=\"missing\"} 1",
+        "offloadd_hardware_refused{device=\"lan0\"} 1",
+        "offloadd_flows{path=\"sw\"} 3",
+        "offloadd_transitions_total{from=\"slow\",to=\"sw\"} 15",
+        "offloadd_time_to_offload_seconds{quantile=\"0.95\"} 0.12",
+        "offloadd_time_to_offload_seconds_count 15",
+        "offloadd_conntrack_overruns_total 1",
+        "# TYPE offloadd_flows gauge",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+    // Every sample line is `name{labels} value` with a numeric value.
+    for l in m.lines().filter(|l| !l.starts_with('#')) {
+        let v = l.rsplit(' ').next().unwrap();
+        assert!(v.parse::<f64>().is_ok(), "{l}");
+    }
+    assert_eq!(metrics(None).lines().last(), Some("offloadd_up 0"));
+}

@@ -1,0 +1,91 @@
+//! What `offloadd status` reports: one serializable value, filled by the daemon as it
+//! applies and reloads, completed with conntrack totals when a client asks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::conntrack::Stats;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub started_unix_ms: u64,
+    /// When this answer was made, so a client renders "x s ago" right.
+    pub now_unix_ms: u64,
+    pub config: String,
+    /// "manage" or "observe", and why (DESIGN.md "Modes").
+    pub role: String,
+    pub role_why: String,
+    /// Does the kernel have flowtables? `None` until something asked it.
+    pub kernel_flowtables: Option<bool>,
+    /// Table flag `owner` (Linux ≥ 5.12): the kernel removes our table if we die.
+    pub owner_flag: Option<bool>,
+    pub hardware: Hardware,
+    pub devices: Vec<Device>,
+    /// Flowtables of other tables (observe mode reports on these).
+    pub other_flowtables: Vec<String>,
+    pub last_apply: Option<LastApply>,
+    pub warnings: Vec<String>,
+    pub resync_interval_ms: u64,
+    /// `None` when the conntrack watcher could not start (see `conntrack_error`).
+    pub conntrack: Option<Stats>,
+    pub conntrack_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// The config's `hardware`: off | auto | require.
+    pub policy: String,
+    /// off | active | fallback (software; some device refused) | none (nothing applied).
+    pub state: String,
+    pub refused: Vec<Refusal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub device: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub state: DeviceState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceState {
+    /// In our flowtable, software path.
+    InFlowtable,
+    /// In our flowtable with hardware offload.
+    Hardware,
+    /// Configured but absent; added when it appears.
+    Missing,
+    /// Observe mode: covered by another table's flowtable.
+    Observed,
+    /// Observe mode: in no flowtable at all.
+    NotOffloaded,
+}
+
+impl DeviceState {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeviceState::InFlowtable => "in flowtable (software)",
+            DeviceState::Hardware => "in flowtable (hardware)",
+            DeviceState::Missing => "missing (added when it appears)",
+            DeviceState::Observed => "in another table's flowtable",
+            DeviceState::NotOffloaded => "in no flowtable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastApply {
+    pub at_unix_ms: u64,
+    pub took_ms: f64,
+    /// false when the kernel already had exactly this ruleset.
+    pub changed: bool,
+    /// The error, if this apply (or reload) failed and the previous ruleset stayed.
+    pub error: Option<String>,
+}
