@@ -7,8 +7,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, DEFAULT_TOML_PATH};
+use crate::conntrack::PathFilter;
+use crate::control::{self, ClientError, WatchLine, DEFAULT_SOCKET};
+use crate::flows::{self, Source, NOT_RUNNING_NOTE};
 use crate::link::LinkSnapshot;
 use crate::plan::plan;
+use crate::report;
 
 #[derive(Parser)]
 #[command(
@@ -20,6 +24,9 @@ struct Cli {
     /// Log filter (error, warn, info, debug, trace; or tracing directives).
     #[arg(long, global = true, env = "OFFLOADD_LOG", default_value = "info")]
     log: String,
+    /// Control socket of the daemon.
+    #[arg(long, global = true, env = "OFFLOADD_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,14 +48,46 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ask the running daemon: mode, devices, hardware, flows by path, time to offload, last apply.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List flows and their path; works without the daemon (direct conntrack dump).
+    Flows {
+        /// Only flows on this path.
+        #[arg(long, value_enum)]
+        path: Option<PathFilter>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Stream path changes as they happen (run it during a speed test); Ctrl-C stops.
+        #[arg(long)]
+        watch: bool,
+        /// Without the daemon: how often --watch resyncs.
+        #[arg(long, default_value = "2s", value_parser = parse_interval)]
+        resync: std::time::Duration,
+    },
+    /// Prometheus text exposition of the daemon's counts (offloadd_up 0 if it is not running).
+    Metrics,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s)
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log);
+    let socket = cli.socket;
     let result = match cli.command {
-        Command::Run { config } => run(config),
+        Command::Run { config } => run(config, socket),
         Command::Plan { config, json } => print_plan(config, json),
+        Command::Status { json } => print_status(&socket, json),
+        Command::Flows { path, json, watch: false, .. } => print_flows(&socket, path, json),
+        Command::Flows { path, json, watch: true, resync } => watch_flows(&socket, path, json, resync),
+        Command::Metrics => print_metrics(&socket),
     };
     match result {
         Ok(code) => code,
@@ -76,11 +115,11 @@ fn init_logging(filter: &str) {
     }
 }
 
-fn run(config: PathBuf) -> anyhow::Result<ExitCode> {
+fn run(config: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::daemon::run(crate::daemon::RunOptions { config }))?;
+    rt.block_on(crate::daemon::run(crate::daemon::RunOptions { config, socket }))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -100,5 +139,72 @@ fn print_plan(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         println!("# hardware = \"auto\": if a device refuses \"flags offload\", the flowtable is built without it");
     }
     print!("{desired}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let st = control::get_status(socket)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", report::status_text(&st));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_flows(socket: &std::path::Path, path: Option<PathFilter>, json: bool) -> anyhow::Result<ExitCode> {
+    let (flows, source) = flows::list(socket, path)?;
+    if source == Source::Kernel {
+        eprintln!("{NOT_RUNNING_NOTE}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&flows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for f in &flows {
+        // A closed pipe (`| head`) ends the listing quietly.
+        if writeln!(out, "{}", report::flow_line(f)).is_err() {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch_flows(
+    socket: &std::path::Path,
+    path: Option<PathFilter>,
+    json: bool,
+    resync: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let show = |line: WatchLine| {
+        let text = match &line {
+            WatchLine::Transition(t) if !path.is_none_or(|p| p.matches(t.from) || p.matches(t.to)) => return true,
+            _ if json => serde_json::to_string(&line).unwrap_or_default(),
+            WatchLine::Transition(t) => report::transition_line(t),
+            WatchLine::Lagged(n) => format!("# {n} transitions were skipped: this terminal read too slowly"),
+            WatchLine::Error(e) => format!("# daemon: {e}"),
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{text}").and_then(|_| out.flush()).is_ok()
+    };
+    if let Err(ClientError::NotRunning(_)) = control::get_status(socket) {
+        eprintln!("offloadd is not running; watching conntrack directly (Ctrl-C stops)");
+    }
+    flows::watch(socket, resync, show)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_metrics(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match control::get_status(socket) {
+        Ok(st) => print!("{}", report::metrics(Some(&st))),
+        Err(ClientError::NotRunning(p)) => {
+            eprintln!("offloadd is not running (nothing answers on {}); reporting offloadd_up 0", p.display());
+            print!("{}", report::metrics(None));
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(ExitCode::SUCCESS)
 }

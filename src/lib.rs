@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod conntrack;
 pub mod daemon;
+pub mod flows;
 pub mod link;
 pub mod nft;
 pub mod notify;

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::conntrack::{proto_name, FlowRecord, Path, Stats, Transition, Tuple};
+use crate::conntrack::{proto_name, FlowRecord, Path, Stats, Transition, Tuple, IPS_SEEN_REPLY};
 use crate::status::Status;
 
 /// `41 ms`, `2.5 s`, `3m12s`, `2h05m`, `3d04h`.
@@ -68,6 +68,10 @@ pub fn flow_line(f: &FlowRecord) -> String {
     }
     if let Some(st) = f.tcp_state {
         let _ = write!(s, " {}", tcp_state_name(st));
+    }
+    if f.status & IPS_SEEN_REPLY == 0 {
+        // One-way flows are never offloaded: say so where people look.
+        s.push_str(" UNREPLIED");
     }
     if f.zone != 0 {
         let _ = write!(s, " zone {}", f.zone);

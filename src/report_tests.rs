@@ -17,6 +17,7 @@ fn flow() -> FlowRecord {
         reply: tuple("198.18.2.2", 5201, "198.18.1.2", 43210),
         mark: 0,
         tcp_state: Some(3),
+        status: 0xe | crate::conntrack::IPS_OFFLOAD,
         path: Path::Sw,
         on_path_ms: Some(12_400),
         to_offload_ms: Some(41.0),
@@ -45,9 +46,10 @@ fn flow_line_shows_nat_zone_mark_and_v6() {
     f.to_offload_ms = None;
     f.counters = None;
     f.path = Path::Slow;
+    f.status = 0x8;
     assert_eq!(
         flow_line(&f),
-        "slow udp [fd00:1::2]:5000 -> [fd00:2::2]:7777 reply [fd00:2::2]:7777 -> [fd00:2::1]:5000 zone 7 mark 0x2a"
+        "slow udp [fd00:1::2]:5000 -> [fd00:2::2]:7777 reply [fd00:2::2]:7777 -> [fd00:2::1]:5000 UNREPLIED zone 7 mark 0x2a"
     );
 }
 

@@ -86,9 +86,16 @@ pub struct Exclude {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConntrackConfig {
-    /// Period of the full dump that catches state changes the kernel sends no event for.
+    /// Period of the dump that catches state changes the kernel sends no event for.
     pub resync_interval: Duration,
+    /// Receive buffer of the conntrack event socket, in bytes. Too small and a burst of
+    /// new flows overruns it (counted, then resynced); the default holds ~20k events.
+    pub event_buffer: usize,
 }
+
+pub const DEFAULT_EVENT_BUFFER: usize = 4 << 20;
+pub const MIN_EVENT_BUFFER: usize = 4096;
+pub const MAX_EVENT_BUFFER: usize = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Timeouts {
@@ -110,6 +117,7 @@ impl Default for Config {
             },
             conntrack: ConntrackConfig {
                 resync_interval: Duration::from_secs(2),
+                event_buffer: DEFAULT_EVENT_BUFFER,
             },
             timeouts: Timeouts::default(),
         }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::parse_duration;
-use super::{Config, Exclude, Hardware, Mode, ParseError};
+use super::{Config, Exclude, Hardware, Mode, ParseError, MAX_EVENT_BUFFER, MIN_EVENT_BUFFER};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +44,7 @@ struct RawExclude {
 #[serde(deny_unknown_fields)]
 struct RawConntrack {
     resync_interval: Option<Spanned<String>>,
+    event_buffer: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +131,18 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
                 ));
             }
             cfg.conntrack.resync_interval = d;
+        }
+        if let Some(b) = c.event_buffer {
+            let n = b.get_ref().as_integer().ok_or_else(|| {
+                ParseError::new(at(b.span()), "event_buffer must be an integer number of bytes, e.g. 4194304")
+            })?;
+            if !(MIN_EVENT_BUFFER as i64..=MAX_EVENT_BUFFER as i64).contains(&n) {
+                return Err(ParseError::new(
+                    at(b.span()),
+                    format!("event_buffer must be between {MIN_EVENT_BUFFER} and {MAX_EVENT_BUFFER} bytes"),
+                ));
+            }
+            cfg.conntrack.event_buffer = n as usize;
         }
     }
 
@@ -296,6 +309,8 @@ mod tests {
             ),
             ("\n[[offload.exclude]]\n", 2, "matches everything"),
             ("[conntrack]\nresync_interval = \"1ms\"\n", 2, "100ms"),
+            ("[conntrack]\nevent_buffer = 12\n", 2, "between 4096 and"),
+            ("[conntrack]\nevent_buffer = \"4M\"\n", 2, "integer"),
             ("[timeouts]\ntcp = \"1500ms\"\n", 2, "whole seconds"),
             ("[timeouts]\nudp = 30\n", 2, "string"),
             ("mode = \"auto\n", 1, ""),

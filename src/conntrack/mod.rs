@@ -28,6 +28,7 @@ pub use watcher::{spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions
 /// IPS_HW_OFFLOAD additionally once a NIC accepted it. Both clear when the flowtable
 /// lets go of the flow (idle timeout, FIN/RST, table deleted).
 pub const IPS_OFFLOAD: u32 = 1 << 14;
+pub const IPS_SEEN_REPLY: u32 = 1 << 1;
 pub const IPS_HW_OFFLOAD: u32 = 1 << 15;
 
 /// Where a flow's packets are processed.

@@ -24,6 +24,8 @@ struct FlowState {
     reply: Tuple,
     mark: u32,
     tcp_state: Option<u8>,
+    /// conntrack status bits (ASSURED, SEEN_REPLY, NAT...) as last seen.
+    status: u32,
     path: Path,
     /// When we first saw the flow (ms), if that was its NEW event, so time to offload
     /// is real; `UNKNOWN` otherwise. Plain integers keep the record small.
@@ -87,6 +89,8 @@ pub struct FlowRecord {
     pub reply: Tuple,
     pub mark: u32,
     pub tcp_state: Option<u8>,
+    /// conntrack status bits, as last seen.
+    pub status: u32,
     pub path: Path,
     /// Time on the current path; unknown when read straight from the kernel.
     pub on_path_ms: Option<u64>,
@@ -104,6 +108,7 @@ impl FlowRecord {
             reply: e.reply,
             mark: e.mark,
             tcp_state: e.tcp_state,
+            status: e.status,
             path: e.path(),
             on_path_ms: None,
             to_offload_ms: None,
@@ -235,6 +240,7 @@ impl FlowTracker {
                     reply: e.reply,
                     mark: e.mark,
                     tcp_state: e.tcp_state,
+                    status: e.status,
                     path,
                     born_ms: if fresh { as_ms(now) } else { UNKNOWN },
                     since_ms: as_ms(now),
@@ -248,6 +254,7 @@ impl FlowTracker {
         };
         f.reply = e.reply;
         f.mark = e.mark;
+        f.status = e.status;
         f.seen = generation;
         if e.tcp_state.is_some() {
             f.tcp_state = e.tcp_state;
@@ -338,6 +345,7 @@ impl FlowTracker {
                 reply: f.reply,
                 mark: f.mark,
                 tcp_state: f.tcp_state,
+                status: f.status,
                 path: f.path,
                 on_path_ms: Some(as_ms(now).saturating_sub(f.since_ms)),
                 to_offload_ms: f.to_offload().map(ms),

@@ -4,13 +4,20 @@
 //! a refused batch leaves the running ruleset as it was. SIGTERM/SIGINT delete our table
 //! (offloaded flows fall back to the normal path at once) and exit 0.
 
+mod view;
+
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Mode};
+use crate::control;
+use crate::conntrack::{self, WatcherOptions};
+use crate::status::Status;
 use crate::link::LinkSnapshot;
 use crate::nft::{Actual, Applied, HardwareOutcome, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
@@ -20,6 +27,8 @@ const DEVICE_RACE_RETRIES: usize = 3;
 
 pub struct RunOptions {
     pub config: PathBuf,
+    /// Control socket for status, flows and metrics.
+    pub socket: PathBuf,
 }
 
 /// What the daemon decided to do with the config's mode.
@@ -90,18 +99,55 @@ async fn apply(nft: &NftHandle, cfg: &Config, path: &Path) -> anyhow::Result<App
     }
 }
 
+/// Applies and records the outcome in `status` (success or the error that kept the
+/// previous ruleset).
+async fn apply_and_record(
+    nft: &NftHandle,
+    cfg: &Config,
+    path: &Path,
+    status: &Mutex<Status>,
+) -> anyhow::Result<Applied> {
+    let started = Instant::now();
+    let result = apply(nft, cfg, path).await;
+    let mut st = status.lock().unwrap();
+    match &result {
+        Ok(a) => view::applied(&mut st, cfg, a),
+        Err(e) => view::failed(&mut st, e, started.elapsed()),
+    }
+    result
+}
+
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let cfg = config::load_toml(&opts.config)?;
+    let mut cfg = config::load_toml(&opts.config)?;
+    let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.display().to_string())));
+    // Bind first: a second daemon must stop before it touches the kernel.
+    let listener = control::bind(&opts.socket)?;
+    let _socket_file = RemoveOnDrop(opts.socket.clone());
     let nft = NftHandle::spawn()?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
 
-    let mut role = decide_role(&cfg, &nft.read().await?);
+    let watcher = match conntrack::spawn_watcher(WatcherOptions {
+        resync_interval: cfg.conntrack.resync_interval,
+        event_buffer: cfg.conntrack.event_buffer,
+    }) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!("{e}; flows will not be reported");
+            status.lock().unwrap().conntrack_error = Some(e.to_string());
+            None
+        }
+    };
+    tokio::spawn(control::serve(listener, control::Shared { status: status.clone(), watcher }));
+
+    let actual = nft.read().await?;
+    let mut role = decide_role(&cfg, &actual);
+    view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
     match &role {
         Role::Manage { why } => {
             info!(why = %why, "managing table inet offloadd");
-            apply(&nft, &cfg, &opts.config).await?;
+            apply_and_record(&nft, &cfg, &opts.config, &status).await?;
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
@@ -111,24 +157,29 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tokio::select! {
             _ = sighup.recv() => {
                 info!(config = %opts.config.display(), "reloading");
-                let cfg = match config::load_toml(&opts.config) {
+                let started = Instant::now();
+                let new_cfg = match config::load_toml(&opts.config) {
                     Ok(c) => c,
                     Err(e) => {
                         error!("{e}; keeping the running ruleset");
+                        view::failed(&mut status.lock().unwrap(), &e.into(), started.elapsed());
                         continue;
                     }
                 };
-                let new_role = match nft.read().await {
-                    Ok(actual) => decide_role(&cfg, &actual),
+                let actual = match nft.read().await {
+                    Ok(actual) => actual,
                     Err(e) => { error!("{e}; keeping the running ruleset"); continue; }
                 };
+                let new_role = decide_role(&new_cfg, &actual);
                 if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
                     info!(why = %why, "switching to observe; removing table inet offloadd");
                     if let Err(e) = nft.remove().await { error!("{e}"); continue; }
                 }
+                cfg = new_cfg;
                 role = new_role;
+                view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 if let Role::Manage { .. } = role {
-                    if let Err(e) = apply(&nft, &cfg, &opts.config).await {
+                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &status).await {
                         error!("{e:#}; the running ruleset is unchanged");
                     }
                 }
@@ -148,4 +199,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The control socket file goes away with the daemon, whichever way `run` returns.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }

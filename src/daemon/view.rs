@@ -1,0 +1,123 @@
+//! How the daemon's decisions show in `status`: pure updates of the `Status` value.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::conntrack::unix_ms;
+use crate::nft::{Actual, Applied, HardwareOutcome, NftError};
+use crate::status::{Device, DeviceState, LastApply, Refusal, Status};
+
+use super::Role;
+
+/// The part of `status` known before anything is applied.
+pub fn initial(cfg: &Config, config_path: &str) -> Status {
+    Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        started_unix_ms: unix_ms(),
+        config: config_path.into(),
+        hardware: crate::status::Hardware { policy: cfg.offload.hardware.to_string(), state: "none".into(), refused: vec![] },
+        resync_interval_ms: cfg.conntrack.resync_interval.as_millis() as u64,
+        ..Status::default()
+    }
+}
+
+pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
+    let (name, why) = match role {
+        Role::Manage { why } => ("manage", why),
+        Role::Observe { why } => ("observe", why),
+    };
+    st.role = name.into();
+    st.role_why = why.clone();
+    st.resync_interval_ms = cfg.conntrack.resync_interval.as_millis() as u64;
+    st.hardware.policy = cfg.offload.hardware.to_string();
+    st.other_flowtables = actual
+        .foreign_flowtables
+        .iter()
+        .map(|ft| format!("{} {} {}: devices {}", family_name(ft.family), ft.table, ft.name, ft.devices.join(", ")))
+        .collect();
+    if let Role::Observe { .. } = role {
+        st.devices = cfg
+            .offload
+            .devices
+            .iter()
+            .map(|d| {
+                let covered = actual.foreign_flowtables.iter().any(|ft| ft.devices.contains(d));
+                Device { name: d.clone(), state: if covered { DeviceState::Observed } else { DeviceState::NotOffloaded } }
+            })
+            .collect();
+        st.hardware.state = "none".into();
+        st.hardware.refused.clear();
+        st.warnings.clear();
+    }
+}
+
+fn family_name(f: u32) -> &'static str {
+    match f as i32 {
+        libc::NFPROTO_INET => "inet",
+        libc::NFPROTO_IPV4 => "ip",
+        libc::NFPROTO_IPV6 => "ip6",
+        libc::NFPROTO_BRIDGE => "bridge",
+        libc::NFPROTO_NETDEV => "netdev",
+        _ => "?",
+    }
+}
+
+/// A successful apply: devices, hardware, kernel facts, warnings.
+pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
+    if a.desired.flowtable.is_some() {
+        st.kernel_flowtables = Some(true);
+    }
+    st.owner_flag = Some(a.owner);
+    let refused: Vec<Refusal> = match &a.hardware {
+        HardwareOutcome::Fallback { refused } => {
+            refused.iter().map(|(d, r)| Refusal { device: d.clone(), reason: r.clone() }).collect()
+        }
+        _ => vec![],
+    };
+    st.hardware.state = match a.hardware {
+        HardwareOutcome::Off => "off",
+        HardwareOutcome::Active => "active",
+        HardwareOutcome::Fallback { .. } => "fallback (software offload)",
+    }
+    .into();
+    let hw = matches!(a.hardware, HardwareOutcome::Active);
+    st.devices = cfg
+        .offload
+        .devices
+        .iter()
+        .map(|d| {
+            let state = if a.desired.missing.contains(d) {
+                DeviceState::Missing
+            } else if hw {
+                DeviceState::Hardware
+            } else {
+                DeviceState::InFlowtable
+            };
+            Device { name: d.clone(), state }
+        })
+        .collect();
+    st.warnings = a
+        .desired
+        .missing
+        .iter()
+        .map(|d| format!("{d}: configured device does not exist; added when it appears"))
+        .chain(refused.iter().map(|r| format!("{}: hardware offload refused: {}", r.device, r.reason)))
+        .collect();
+    st.hardware.refused = refused;
+    st.last_apply = Some(LastApply { at_unix_ms: unix_ms(), took_ms: ms(a.took), changed: a.changed, error: None });
+}
+
+/// A failed apply or reload: the previous ruleset stays, and status says so.
+pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
+    if let Some(NftError::NoFlowtableSupport) = error.downcast_ref::<NftError>() {
+        st.kernel_flowtables = Some(false);
+    }
+    let text = format!("{error:#}");
+    st.warnings.push(format!("last apply failed: {text}"));
+    st.last_apply = Some(LastApply { at_unix_ms: unix_ms(), took_ms: ms(took), changed: false, error: Some(text) });
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
