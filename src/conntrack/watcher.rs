@@ -108,21 +108,28 @@ impl Actor {
                         Ok(g) => g,
                         Err(e) => { warn!("conntrack event socket: {e}; events stop, resyncs go on"); break; }
                     };
-                    let now = self.epoch.elapsed();
-                    let tracker = &mut self.tracker;
-                    let transitions = &self.transitions;
-                    match guard.get_inner_mut().drain_events(|ev| {
-                        if let Some(t) = tracker.event(&ev, now) {
-                            let _ = transitions.send(t);
+                    // The kernel reports ENOBUFS once, then drops silently until the
+                    // queue has been read empty: drain first, dump after, so a drop
+                    // during the dump is reported again.
+                    let mut overrun = false;
+                    loop {
+                        let now = self.epoch.elapsed();
+                        let tracker = &mut self.tracker;
+                        let transitions = &self.transitions;
+                        match guard.get_inner_mut().drain_events(|ev| {
+                            if let Some(t) = tracker.event(&ev, now) {
+                                let _ = transitions.send(t);
+                            }
+                        }) {
+                            Ok(Ok(_)) => { guard.clear_ready(); break; }
+                            Ok(Err(Overrun)) => overrun = true,
+                            Err(e) => { warn!("{e}"); break; }
                         }
-                    }) {
-                        Ok(Ok(_)) => guard.clear_ready(),
-                        Ok(Err(Overrun)) => {
-                            self.tracker.note_overrun();
-                            warn!("conntrack events were lost (event socket overrun); resyncing now (raise [conntrack] event_buffer if this repeats)");
-                            self.resync(DumpFilter::All);
-                        }
-                        Err(e) => warn!("{e}"),
+                    }
+                    if overrun {
+                        self.tracker.note_overrun();
+                        warn!("conntrack events were lost (event socket overrun); resyncing now (raise [conntrack] event_buffer if this repeats)");
+                        self.resync(DumpFilter::All);
                     }
                 }
                 _ = tick.tick() => {

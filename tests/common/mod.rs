@@ -103,3 +103,64 @@ pub const FW4: &str = "table inet fw4 {
     chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; }
 }
 ";
+
+/// `offloadd run` inside a namespace, with its own control socket; stopped on drop.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub socket: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon with `toml` as its config and waits until its socket answers.
+    pub fn start(ns: &Netns, bin: &str, toml: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("offloadd-d-{}", ns.name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("offloadd.toml");
+        std::fs::write(&config, toml).unwrap();
+        let socket = dir.join("offloadd.sock");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, bin, "--socket"])
+            .arg(&socket)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn offloadd");
+        let d = Daemon { child, socket, dir };
+        for _ in 0..100 {
+            if d.cli(bin, &["status", "--json"]).status.success() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("offloadd did not answer on {} within 5 s", d.socket.display());
+    }
+
+    /// Runs `offloadd --socket <ours> args...` from the host namespace (the socket is a
+    /// file, so it reaches the daemon wherever it runs).
+    pub fn cli(&self, bin: &str, args: &[&str]) -> Output {
+        Command::new(bin).arg("--socket").arg(&self.socket).args(args).output().expect("offloadd")
+    }
+
+    pub fn status(&self, bin: &str) -> serde_json::Value {
+        let out = self.cli(bin, &["status", "--json"]);
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs `f` inside namespace `name` on a fresh thread and waits for it.
+pub fn enter_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = name.to_owned();
+    std::thread::spawn(move || enter(&name, f)).join().expect("netns thread panicked")
+}

@@ -8,6 +8,9 @@ R=$LAB-router
 L=$LAB-lan
 W=$LAB-wan
 
+# The lab's daemon and CLI calls use their own control socket, never /run/offloadd.sock.
+export OFFLOADD_SOCKET=${OFFLOADD_SOCKET:-/run/$LAB-offloadd.sock}
+
 in_router() { ip netns exec "$R" "$@"; }
 in_lan() { ip netns exec "$L" "$@"; }
 in_wan() { ip netns exec "$W" "$@"; }
