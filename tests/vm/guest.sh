@@ -8,8 +8,6 @@ OFFLOADD=$2
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 exec >"$OUT/guest.log" 2>&1
 . "$REPO/tests/lab/topology.sh"
-export -f flows in_router
-export R
 : >"$OUT/results"
 T=$(mktemp -d)
 
@@ -20,6 +18,16 @@ check() { # check NAME DETAIL CMD...
     if "$@"; then ok "$name"; else fail "$name" "$detail"; fi
 }
 table_exists() { in_router nft list table inet offloadd >/dev/null 2>&1; }
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# poll SECONDS CMD...: true as soon as CMD is, false after SECONDS.
+poll() {
+    local until=$(($(now_ms) + $1 * 1000)); shift
+    until "$@"; do [ "$(now_ms)" -lt "$until" ] || return 1; sleep 0.05; done
+}
+# on_path sw|slow|hw PATTERN: offloadd lists a flow matching PATTERN on that path.
+on_path() { "$OFFLOADD" flows --path "$1" 2>/dev/null | grep -q -- "$2"; }
+export -f flows in_router on_path
+export R OFFLOADD OFFLOADD_SOCKET
 offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
 
 conf() { # conf FILE HARDWARE [extra lines]
@@ -54,14 +62,41 @@ check hw_auto_reports_each_device "$(grep -i hardware "$OUT/offloadd-auto.log")"
 check missing_device_warned "no warning for wan1" grep -q 'device=wan1' "$OUT/offloadd-auto.log"
 
 # --- Offload: TCP and two-way UDP reach [OFFLOAD]; the excluded UDP port does not.
+# offloadd reports each within one resync interval (default 2 s) of the kernel, and
+# `flows --watch` prints the moves as they happen.
+"$OFFLOADD" flows --watch >"$OUT/watch.txt" 2>&1 &
+WATCH_PID=$!
+sleep 0.5
 run_tcp 6 "$T/iperf.json"
 run_udp 6 7777 40000 "$T/udp7777.log"; P1=$UDP_PID
 run_udp 6 5060 40001 "$T/udp5060.log"; P2=$UDP_PID
-sleep 3
+lag() { # lag PROTO PORT: ms from conntrack's [OFFLOAD] to offloadd listing it as sw
+    poll 10 offloaded "$1" "$2" || { echo never; return; }
+    local t0; t0=$(now_ms)
+    poll 10 on_path sw "198.18.2.2:$2" || { echo never; return; }
+    echo $(($(now_ms) - t0))
+}
+TCP_LAG=$(lag tcp 5201)
+UDP_LAG=$(lag udp 7777)
+echo "tcp_lag_ms=$TCP_LAG udp_lag_ms=$UDP_LAG" >"$OUT/report-lag.txt"
+sleep 1
 flows >"$OUT/conntrack-during.txt"
+"$OFFLOADD" flows >"$OUT/offloadd-flows-during.txt" 2>&1
+"$OFFLOADD" status >"$OUT/status-during.txt" 2>&1
+"$OFFLOADD" status --json >"$T/status.json" 2>&1
+"$OFFLOADD" metrics >"$OUT/metrics-during.txt" 2>&1
 check tcp_offloaded "$(flows tcp 5201)" offloaded tcp 5201
 check udp_offloaded "$(flows udp 7777)" offloaded udp 7777
 check excluded_udp_not_offloaded "$(flows udp 5060)" bash -c "flows udp 5060 | grep -q 'dport=5060' && ! (flows udp 5060 | grep -q OFFLOAD)"
+check flows_shows_tcp_sw_within_resync "lag ${TCP_LAG} ms" test "$TCP_LAG" != never -a "${TCP_LAG/never/99999}" -le 2500
+check flows_shows_udp_sw_within_resync "lag ${UDP_LAG} ms" test "$UDP_LAG" != never -a "${UDP_LAG/never/99999}" -le 2500
+check flows_shows_excluded_slow "$(cat "$OUT/offloadd-flows-during.txt")" on_path slow "198.18.2.2:5060"
+check status_counts_offloaded "$(cat "$OUT/status-during.txt")" python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))["conntrack"]
+assert c["sw"] >= 2 and c["transitions"]["slow_to_sw"] >= 2 and c["to_offload_p50_ms"] is not None, c' "$T/status.json"
+check metrics_count_sw "$(grep flows "$OUT/metrics-during.txt")" grep -Eq '^offloadd_flows\{path="sw"\} [1-9]' "$OUT/metrics-during.txt"
+check watch_prints_transition "$(head -5 "$OUT/watch.txt")" grep -Eq 'tcp 198\.18\.1\.2:[0-9]+ -> 198\.18\.2\.2:5201 slow -> sw' "$OUT/watch.txt"
 wait "$TCP_PID" "$P1" "$P2"
 fwd=$(forward_packets)
 sent=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_sent"]["bytes"]))' "$T/iperf.json" 2>/dev/null || echo 0)
@@ -70,6 +105,38 @@ echo "forward hook packets=$fwd iperf3 bytes=$sent" >"$OUT/forward-counter.txt"
 # thousands of packets through the forward hook; offloaded, only the first few pass.
 check forward_chain_sees_only_first_packets "forward hook packets=$fwd for $sent bytes" \
     test "$sent" -gt 20000000 -a "$fwd" -lt $((sent / 1448 / 20))
+
+# --- Our table deleted (reload into observe mode) while a stream is offloaded: the
+# flow falls back to the slow path and status, flows and --watch say so.
+# The earlier streams' ended connections are still listed (slow, TIME_WAIT): follow
+# this stream by its own source port.
+run_tcp 8 "$T/iperf-obs.json"
+poll 10 offloaded tcp 5201
+poll 10 on_path sw "198.18.2.2:5201"
+SRC=$("$OFFLOADD" flows --path sw | awk '/ tcp .* -> 198\.18\.2\.2:5201 / {print $3; exit}')
+STREAM="$SRC -> 198.18.2.2:5201"
+check stream_listed_as_sw "$("$OFFLOADD" flows 2>&1)" test -n "$SRC"
+{ echo 'mode = "observe"'; echo '[offload]'; echo 'devices = ["lan0", "wan0"]'; } >"$T/observe.toml"
+cp "$T/auto.toml" "$T/auto.saved"; cp "$T/observe.toml" "$T/auto.toml"
+kill -HUP "$OFFLOADD_PID"
+poll 5 bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+t0=$(now_ms)
+poll 10 on_path slow "$STREAM"; SLOW_LAG=$(($(now_ms) - t0))
+echo "stream=$STREAM back_to_slow_ms=$SLOW_LAG (after the table was gone)" >>"$OUT/report-lag.txt"
+"$OFFLOADD" status >"$OUT/status-observe.txt" 2>&1
+"$OFFLOADD" status --json >"$T/status-obs.json" 2>&1
+check table_removed_on_observe "table still there" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+check flows_back_to_slow_within_resync "$STREAM after ${SLOW_LAG} ms: $(flows tcp 5201)" bash -c \
+    "test $SLOW_LAG -le 2500 && on_path slow '$STREAM' && ! on_path sw '$STREAM' && ! (flows tcp 5201 | grep -q OFFLOAD)"
+check status_shows_back_to_slow "$(cat "$OUT/status-observe.txt")" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["role"] == "observe" and s["conntrack"]["transitions"]["to_slow"] >= 1, s' "$T/status-obs.json"
+check watch_prints_back_to_slow "$(tail -3 "$OUT/watch.txt")" grep -qF "$STREAM sw -> slow" "$OUT/watch.txt"
+wait "$TCP_PID"
+kill "$WATCH_PID" 2>/dev/null
+cp "$T/auto.saved" "$T/auto.toml"
+kill -HUP "$OFFLOADD_PID"; poll 5 table_exists
 
 # --- SIGHUP: a new exclusion is applied; a bad config is refused and the ruleset kept.
 conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "tcp"' 'dport = ["22"]'
@@ -109,7 +176,8 @@ have = subprocess.run(["ip", "netns", "exec", sys.argv[2], "nft", "list", "table
 print(msg, "table-present" if have else "table-absent")
 PY
 NL=$!
-sleep 0.5
+# Python starts slowly under TCG: the daemon must not notify before the listener binds.
+poll 20 test -S "$T/notify.sock"
 NOTIFY_SOCKET=$T/notify.sock start_offloadd "$T/auto.toml" "$OUT/offloadd-kill.log"
 check restart_after_stop "no table" table_exists
 wait "$NL"
