@@ -85,8 +85,18 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run(config, socket),
         Command::Plan { config, json } => print_plan(config, json),
         Command::Status { json } => print_status(&socket, json),
-        Command::Flows { path, json, watch: false, .. } => print_flows(&socket, path, json),
-        Command::Flows { path, json, watch: true, resync } => watch_flows(&socket, path, json, resync),
+        Command::Flows {
+            path,
+            json,
+            watch: false,
+            ..
+        } => print_flows(&socket, path, json),
+        Command::Flows {
+            path,
+            json,
+            watch: true,
+            resync,
+        } => watch_flows(&socket, path, json, resync),
         Command::Metrics => print_metrics(&socket),
     };
     match result {
@@ -119,7 +129,10 @@ fn run(config: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(crate::daemon::run(crate::daemon::RunOptions { config, socket }))?;
+    rt.block_on(crate::daemon::run(crate::daemon::RunOptions {
+        config,
+        socket,
+    }))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,7 +165,11 @@ fn print_status(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_flows(socket: &std::path::Path, path: Option<PathFilter>, json: bool) -> anyhow::Result<ExitCode> {
+fn print_flows(
+    socket: &std::path::Path,
+    path: Option<PathFilter>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let (flows, source) = flows::list(socket, path)?;
     if source == Source::Kernel {
         eprintln!("{NOT_RUNNING_NOTE}");
@@ -181,10 +198,16 @@ fn watch_flows(
     use std::io::Write;
     let show = |line: WatchLine| {
         let text = match &line {
-            WatchLine::Transition(t) if !path.is_none_or(|p| p.matches(t.from) || p.matches(t.to)) => return true,
+            WatchLine::Transition(t)
+                if !path.is_none_or(|p| p.matches(t.from) || p.matches(t.to)) =>
+            {
+                return true
+            }
             _ if json => serde_json::to_string(&line).unwrap_or_default(),
             WatchLine::Transition(t) => report::transition_line(t),
-            WatchLine::Lagged(n) => format!("# {n} transitions were skipped: this terminal read too slowly"),
+            WatchLine::Lagged(n) => {
+                format!("# {n} transitions were skipped: this terminal read too slowly")
+            }
             WatchLine::Error(e) => format!("# daemon: {e}"),
         };
         let mut out = std::io::stdout().lock();
@@ -201,7 +224,10 @@ fn print_metrics(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
     match control::get_status(socket) {
         Ok(st) => print!("{}", report::metrics(Some(&st))),
         Err(ClientError::NotRunning(p)) => {
-            eprintln!("offloadd is not running (nothing answers on {}); reporting offloadd_up 0", p.display());
+            eprintln!(
+                "offloadd is not running (nothing answers on {}); reporting offloadd_up 0",
+                p.display()
+            );
             print!("{}", report::metrics(None));
         }
         Err(e) => return Err(e.into()),

@@ -57,14 +57,22 @@ pub struct Shared {
 /// Binds the socket, refusing to take over one a running daemon still answers on.
 pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     if StdStream::connect(path).is_ok() {
-        anyhow::bail!("{}: another offloadd is already running (stop it first)", path.display());
+        anyhow::bail!(
+            "{}: another offloadd is already running (stop it first)",
+            path.display()
+        );
     }
     match std::fs::remove_file(path) {
         Ok(()) => debug!(path = %path.display(), "removed a stale control socket"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => anyhow::bail!("{}: cannot remove the old control socket: {e}", path.display()),
+        Err(e) => anyhow::bail!(
+            "{}: cannot remove the old control socket: {e}",
+            path.display()
+        ),
     }
-    let listener = UnixListener::bind(path).map_err(|e| anyhow::anyhow!("{}: cannot create the control socket: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        anyhow::anyhow!("{}: cannot create the control socket: {e}", path.display())
+    })?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
@@ -130,7 +138,9 @@ async fn status(shared: &Shared) -> Status {
 
 async fn watch(shared: &Shared, mut write: tokio::net::unix::OwnedWriteHalf) -> io::Result<()> {
     let Some(w) = &shared.watcher else {
-        let line = serde_json::to_string(&WatchLine::Error("the conntrack watcher is not running".into()))?;
+        let line = serde_json::to_string(&WatchLine::Error(
+            "the conntrack watcher is not running".into(),
+        ))?;
         return write.write_all(format!("{line}\n").as_bytes()).await;
     };
     let mut rx = w.subscribe();
@@ -165,9 +175,14 @@ pub enum ClientError {
 
 /// Sends one request; returns the reader positioned at the answer.
 fn call(path: &Path, req: &Request) -> Result<BufReader<StdStream>, ClientError> {
-    let io_err = |error| ClientError::Io { path: path.to_owned(), error };
+    let io_err = |error| ClientError::Io {
+        path: path.to_owned(),
+        error,
+    };
     let mut s = StdStream::connect(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning(path.to_owned()),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning(path.to_owned())
+        }
         io::ErrorKind::PermissionDenied => ClientError::Denied(path.to_owned()),
         _ => io_err(e),
     })?;
@@ -180,13 +195,20 @@ fn call(path: &Path, req: &Request) -> Result<BufReader<StdStream>, ClientError>
 fn answer<T: for<'de> Deserialize<'de>>(path: &Path, req: &Request) -> Result<T, ClientError> {
     let mut r = call(path, req)?;
     let mut line = String::new();
-    r.read_line(&mut line).map_err(|error| ClientError::Io { path: path.to_owned(), error })?;
+    r.read_line(&mut line).map_err(|error| ClientError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
     if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&line) {
         if let Some(serde_json::Value::String(e)) = m.get("error") {
             return Err(ClientError::Daemon(e.clone()));
         }
     }
-    serde_json::from_str(&line).map_err(|e| ClientError::Daemon(format!("unreadable answer ({e}); is the daemon the same version as this command?")))
+    serde_json::from_str(&line).map_err(|e| {
+        ClientError::Daemon(format!(
+            "unreadable answer ({e}); is the daemon the same version as this command?"
+        ))
+    })
 }
 
 pub fn get_status(path: &Path) -> Result<Status, ClientError> {
@@ -198,11 +220,18 @@ pub fn get_flows(path: &Path, filter: Option<PathFilter>) -> Result<Vec<FlowReco
 }
 
 /// Streams transitions to `f` until the daemon closes or `f` returns false.
-pub fn watch_transitions(path: &Path, mut f: impl FnMut(WatchLine) -> bool) -> Result<(), ClientError> {
+pub fn watch_transitions(
+    path: &Path,
+    mut f: impl FnMut(WatchLine) -> bool,
+) -> Result<(), ClientError> {
     let r = call(path, &Request::Watch)?;
     for line in r.lines() {
-        let line = line.map_err(|error| ClientError::Io { path: path.to_owned(), error })?;
-        let w = serde_json::from_str(&line).map_err(|e| ClientError::Daemon(format!("unreadable line ({e})")))?;
+        let line = line.map_err(|error| ClientError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        let w = serde_json::from_str(&line)
+            .map_err(|e| ClientError::Daemon(format!("unreadable line ({e})")))?;
         if !f(w) {
             break;
         }
@@ -217,10 +246,18 @@ mod tests {
     #[test]
     fn requests_have_the_documented_shape() {
         let r: Request = serde_json::from_str(r#"{"request":"flows","path":"offloaded"}"#).unwrap();
-        assert_eq!(r, Request::Flows { path: Some(PathFilter::Offloaded) });
+        assert_eq!(
+            r,
+            Request::Flows {
+                path: Some(PathFilter::Offloaded)
+            }
+        );
         let r: Request = serde_json::from_str(r#"{"request":"flows"}"#).unwrap();
         assert_eq!(r, Request::Flows { path: None });
-        assert_eq!(serde_json::to_string(&Request::Status).unwrap(), r#"{"request":"status"}"#);
+        assert_eq!(
+            serde_json::to_string(&Request::Status).unwrap(),
+            r#"{"request":"status"}"#
+        );
         assert!(serde_json::from_str::<Request>(r#"{"request":"drop"}"#).is_err());
     }
 

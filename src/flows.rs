@@ -17,7 +17,10 @@ pub enum Source {
 pub const NOT_RUNNING_NOTE: &str =
     "offloadd is not running; reading conntrack directly (time on path and time to offload are unknown)";
 
-pub fn list(socket: &Path, filter: Option<PathFilter>) -> anyhow::Result<(Vec<FlowRecord>, Source)> {
+pub fn list(
+    socket: &Path,
+    filter: Option<PathFilter>,
+) -> anyhow::Result<(Vec<FlowRecord>, Source)> {
     match control::get_flows(socket, filter) {
         Ok(flows) => Ok((flows, Source::Daemon)),
         Err(ClientError::NotRunning(_)) => Ok((dump(filter)?, Source::Kernel)),
@@ -41,15 +44,24 @@ pub fn dump(filter: Option<PathFilter>) -> anyhow::Result<Vec<FlowRecord>> {
 
 /// Streams transitions to `f` until it returns false. Without a daemon, runs a watcher
 /// of its own (events plus resyncs every `resync`), so the answer is the same.
-pub fn watch(socket: &Path, resync: Duration, mut f: impl FnMut(WatchLine) -> bool) -> anyhow::Result<Source> {
+pub fn watch(
+    socket: &Path,
+    resync: Duration,
+    mut f: impl FnMut(WatchLine) -> bool,
+) -> anyhow::Result<Source> {
     match control::watch_transitions(socket, &mut f) {
         Ok(()) => return Ok(Source::Daemon),
         Err(ClientError::NotRunning(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
-        let w = conntrack::spawn_watcher(WatcherOptions { resync_interval: resync, event_buffer: crate::config::DEFAULT_EVENT_BUFFER })?;
+        let w = conntrack::spawn_watcher(WatcherOptions {
+            resync_interval: resync,
+            event_buffer: crate::config::DEFAULT_EVENT_BUFFER,
+        })?;
         let mut rx = w.subscribe();
         loop {
             let line = match rx.recv().await {

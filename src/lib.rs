@@ -6,8 +6,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod conntrack;
+pub mod control;
 pub mod daemon;
 pub mod flows;
 pub mod link;

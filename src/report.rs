@@ -8,17 +8,23 @@ use crate::status::Status;
 /// `41 ms`, `2.5 s`, `3m12s`, `2h05m`, `3d04h`.
 pub fn duration_ms(ms: f64) -> String {
     if ms < 1000.0 {
-        return if ms < 10.0 { format!("{ms:.1} ms") } else { format!("{ms:.0} ms") };
+        return if ms < 10.0 {
+            format!("{ms:.1} ms")
+        } else {
+            format!("{ms:.0} ms")
+        };
     }
     let s = ms / 1000.0;
     if s < 60.0 {
         return format!("{s:.1} s");
     }
     let s = s as u64;
-    match s {
-        ..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        ..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else if s < 86400 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}d{:02}h", s / 86400, s % 86400 / 3600)
     }
 }
 
@@ -42,7 +48,16 @@ pub fn bytes(n: u64) -> String {
 
 pub fn tcp_state_name(s: u8) -> &'static str {
     const NAMES: [&str; 10] = [
-        "NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2",
+        "NONE",
+        "SYN_SENT",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "FIN_WAIT",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+        "CLOSE",
+        "SYN_SENT2",
     ];
     NAMES.get(usize::from(s)).copied().unwrap_or("?")
 }
@@ -56,12 +71,20 @@ pub fn path_name(p: Path) -> &'static str {
 }
 
 fn mirrors(orig: &Tuple, reply: &Tuple) -> bool {
-    reply.src == orig.dst && reply.dst == orig.src && reply.sport == orig.dport && reply.dport == orig.sport
+    reply.src == orig.dst
+        && reply.dst == orig.src
+        && reply.sport == orig.dport
+        && reply.dport == orig.sport
 }
 
 /// One line per flow, like `conntrack -L` plus the path and time on it.
 pub fn flow_line(f: &FlowRecord) -> String {
-    let mut s = format!("{:<4} {:<3} {}", f.path.to_string(), proto_name(f.proto), f.orig);
+    let mut s = format!(
+        "{:<4} {:<3} {}",
+        f.path.to_string(),
+        proto_name(f.proto),
+        f.orig
+    );
     if !mirrors(&f.orig, &f.reply) {
         // NAT: the reply direction is not the original reversed.
         let _ = write!(s, " reply {}", f.reply);
@@ -80,7 +103,12 @@ pub fn flow_line(f: &FlowRecord) -> String {
         let _ = write!(s, " mark {:#x}", f.mark);
     }
     if let Some(ms) = f.on_path_ms {
-        let _ = write!(s, " on {} for {}", path_name(f.path), duration_ms(ms as f64));
+        let _ = write!(
+            s,
+            " on {} for {}",
+            path_name(f.path),
+            duration_ms(ms as f64)
+        );
     }
     if let Some(ms) = f.to_offload_ms {
         let _ = write!(s, " (offloaded {} after first packet)", duration_ms(ms));
@@ -130,15 +158,31 @@ pub fn transition_line(t: &Transition) -> String {
 pub fn status_text(st: &Status) -> String {
     let mut o = String::new();
     let ago = |at: u64| duration_ms(st.now_unix_ms.saturating_sub(at) as f64);
-    let _ = writeln!(o, "offloadd {}, pid {}, up {}, config {}", st.version, st.pid, ago(st.started_unix_ms), st.config);
+    let _ = writeln!(
+        o,
+        "offloadd {}, pid {}, up {}, config {}",
+        st.version,
+        st.pid,
+        ago(st.started_unix_ms),
+        st.config
+    );
     let _ = writeln!(o, "mode:       {} ({})", st.role, st.role_why);
     let yes_no = |b: Option<bool>| match b {
         Some(true) => "yes",
         Some(false) => "no",
         None => "not checked",
     };
-    let _ = writeln!(o, "kernel:     flowtables {}, table owner flag {}", yes_no(st.kernel_flowtables), yes_no(st.owner_flag));
-    let _ = writeln!(o, "hardware:   {} -> {}", st.hardware.policy, st.hardware.state);
+    let _ = writeln!(
+        o,
+        "kernel:     flowtables {}, table owner flag {}",
+        yes_no(st.kernel_flowtables),
+        yes_no(st.owner_flag)
+    );
+    let _ = writeln!(
+        o,
+        "hardware:   {} -> {}",
+        st.hardware.policy, st.hardware.state
+    );
     for r in &st.hardware.refused {
         let _ = writeln!(o, "            {}: {}", r.device, r.reason);
     }
@@ -154,7 +198,10 @@ pub fn status_text(st: &Status) -> String {
         Some(c) => conntrack_text(&mut o, c, st.resync_interval_ms),
         None => {
             let why = st.conntrack_error.as_deref().unwrap_or("not running");
-            let _ = writeln!(o, "flows:      unknown: conntrack watcher unavailable: {why}");
+            let _ = writeln!(
+                o,
+                "flows:      unknown: conntrack watcher unavailable: {why}"
+            );
         }
     }
     match &st.last_apply {
@@ -164,7 +211,12 @@ pub fn status_text(st: &Status) -> String {
                 (None, true) => "ruleset changed".into(),
                 (None, false) => "kernel already matched".into(),
             };
-            let _ = writeln!(o, "last apply: {} ago, took {}, {what}", ago(a.at_unix_ms), duration_ms(a.took_ms));
+            let _ = writeln!(
+                o,
+                "last apply: {} ago, took {}, {what}",
+                ago(a.at_unix_ms),
+                duration_ms(a.took_ms)
+            );
         }
         None => {
             let _ = writeln!(o, "last apply: never (observe mode creates nothing)");
@@ -178,7 +230,11 @@ pub fn status_text(st: &Status) -> String {
 }
 
 fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
-    let _ = writeln!(o, "flows:      {} slow, {} software, {} hardware", c.slow, c.sw, c.hw);
+    let _ = writeln!(
+        o,
+        "flows:      {} slow, {} software, {} hardware",
+        c.slow, c.sw, c.hw
+    );
     let t = &c.transitions;
     let _ = writeln!(
         o,
@@ -187,8 +243,15 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
     );
     match (c.to_offload_p50_ms, c.to_offload_p95_ms) {
         (Some(p50), Some(p95)) => {
-            let n = c.to_offload_samples.min(crate::conntrack::TTO_SAMPLES as u64);
-            let _ = writeln!(o, "to offload: p50 {}, p95 {} (last {n} offloaded flows)", duration_ms(p50), duration_ms(p95));
+            let n = c
+                .to_offload_samples
+                .min(crate::conntrack::TTO_SAMPLES as u64);
+            let _ = writeln!(
+                o,
+                "to offload: p50 {}, p95 {} (last {n} offloaded flows)",
+                duration_ms(p50),
+                duration_ms(p95)
+            );
         }
         _ => {
             let _ = writeln!(o, "to offload: no flow offloaded since start");
@@ -202,46 +265,112 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
         c.full_dumps,
         duration_ms(resync_ms as f64),
         c.overruns,
-        if c.overruns > 0 { " (events lost, resynced; raise [conntrack] event_buffer)" } else { "" }
+        if c.overruns > 0 {
+            " (events lost, resynced; raise [conntrack] event_buffer)"
+        } else {
+            ""
+        }
     );
 }
 
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text exposition format 0.0.4. `None`: the daemon did not answer.
 pub fn metrics(st: Option<&Status>) -> String {
     let mut o = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(o, "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} {kind}");
+        let _ = writeln!(
+            o,
+            "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} {kind}"
+        );
         for (labels, v) in samples {
             let _ = writeln!(o, "offloadd_{name}{labels} {v}");
         }
     };
     let one = |v: f64| vec![(String::new(), v)];
-    metric("up", "gauge", "Whether the offloadd daemon answered.", &one(st.is_some() as u8 as f64));
+    metric(
+        "up",
+        "gauge",
+        "Whether the offloadd daemon answered.",
+        &one(st.is_some() as u8 as f64),
+    );
     let Some(st) = st else { return o };
-    metric("managing", "gauge", "1 when offloadd owns table inet offloadd, 0 when it only observes.", &one((st.role == "manage") as u8 as f64));
+    metric(
+        "managing",
+        "gauge",
+        "1 when offloadd owns table inet offloadd, 0 when it only observes.",
+        &one((st.role == "manage") as u8 as f64),
+    );
     let devices: Vec<(String, f64)> = st
         .devices
         .iter()
-        .map(|d| (format!("{{device=\"{}\",state=\"{}\"}}", label(&d.name), serde_json::to_value(d.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()), 1.0))
+        .map(|d| {
+            (
+                format!(
+                    "{{device=\"{}\",state=\"{}\"}}",
+                    label(&d.name),
+                    serde_json::to_value(d.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+                1.0,
+            )
+        })
         .collect();
-    metric("device_info", "gauge", "Configured devices and their flowtable state.", &devices);
-    let refused: Vec<(String, f64)> = st.hardware.refused.iter().map(|r| (format!("{{device=\"{}\"}}", label(&r.device)), 1.0)).collect();
-    metric("hardware_refused", "gauge", "Devices whose driver refused hardware offload (software path instead).", &refused);
+    metric(
+        "device_info",
+        "gauge",
+        "Configured devices and their flowtable state.",
+        &devices,
+    );
+    let refused: Vec<(String, f64)> = st
+        .hardware
+        .refused
+        .iter()
+        .map(|r| (format!("{{device=\"{}\"}}", label(&r.device)), 1.0))
+        .collect();
+    metric(
+        "hardware_refused",
+        "gauge",
+        "Devices whose driver refused hardware offload (software path instead).",
+        &refused,
+    );
     if let Some(a) = &st.last_apply {
-        metric("last_apply_duration_seconds", "gauge", "How long the last apply took.", &one(a.took_ms / 1000.0));
-        metric("last_apply_timestamp_seconds", "gauge", "When the last apply ran (Unix time).", &one(a.at_unix_ms as f64 / 1000.0));
-        metric("last_apply_failed", "gauge", "1 when the last apply or reload failed and the previous ruleset stayed.", &one(a.error.is_some() as u8 as f64));
+        metric(
+            "last_apply_duration_seconds",
+            "gauge",
+            "How long the last apply took.",
+            &one(a.took_ms / 1000.0),
+        );
+        metric(
+            "last_apply_timestamp_seconds",
+            "gauge",
+            "When the last apply ran (Unix time).",
+            &one(a.at_unix_ms as f64 / 1000.0),
+        );
+        metric(
+            "last_apply_failed",
+            "gauge",
+            "1 when the last apply or reload failed and the previous ruleset stayed.",
+            &one(a.error.is_some() as u8 as f64),
+        );
     }
     let Some(c) = &st.conntrack else { return o };
     let by_path: Vec<(String, f64)> = [(Path::Slow, c.slow), (Path::Sw, c.sw), (Path::Hw, c.hw)]
         .iter()
         .map(|(p, n)| (format!("{{path=\"{p}\"}}"), *n as f64))
         .collect();
-    metric("flows", "gauge", "Tracked TCP/UDP conntrack flows by path.", &by_path);
+    metric(
+        "flows",
+        "gauge",
+        "Tracked TCP/UDP conntrack flows by path.",
+        &by_path,
+    );
     let t = &c.transitions;
     let moves: Vec<(String, f64)> = [
         ("slow", "sw", t.slow_to_sw),
@@ -253,23 +382,64 @@ pub fn metrics(st: Option<&Status>) -> String {
     .iter()
     .map(|(f, to, n)| (format!("{{from=\"{f}\",to=\"{to}\"}}"), *n as f64))
     .collect();
-    metric("transitions_total", "counter", "Flows that changed path.", &moves);
+    metric(
+        "transitions_total",
+        "counter",
+        "Flows that changed path.",
+        &moves,
+    );
     let mut q = Vec::new();
     if let (Some(p50), Some(p95)) = (c.to_offload_p50_ms, c.to_offload_p95_ms) {
         q.push(("{quantile=\"0.5\"}".to_string(), p50 / 1000.0));
         q.push(("{quantile=\"0.95\"}".to_string(), p95 / 1000.0));
     }
-    metric("time_to_offload_seconds", "summary", "Time from a flow's first packet to its offload (recent flows).", &q);
-    let _ = writeln!(o, "offloadd_time_to_offload_seconds_count {}", c.to_offload_samples);
+    metric(
+        "time_to_offload_seconds",
+        "summary",
+        "Time from a flow's first packet to its offload (recent flows).",
+        &q,
+    );
+    let _ = writeln!(
+        o,
+        "offloadd_time_to_offload_seconds_count {}",
+        c.to_offload_samples
+    );
     for (name, help, v) in [
-        ("conntrack_events_total", "ctnetlink events handled.", c.events),
-        ("conntrack_resyncs_total", "Conntrack dumps (resyncs).", c.dumps),
-        ("conntrack_full_resyncs_total", "Full conntrack dumps.", c.full_dumps),
-        ("conntrack_overruns_total", "Event socket overruns (events lost, then resynced).", c.overruns),
-        ("conntrack_malformed_total", "ctnetlink messages that could not be decoded.", c.malformed),
-        ("conntrack_over_limit_total", "Flows not tracked because the tracker was full.", c.over_limit),
+        (
+            "conntrack_events_total",
+            "ctnetlink events handled.",
+            c.events,
+        ),
+        (
+            "conntrack_resyncs_total",
+            "Conntrack dumps (resyncs).",
+            c.dumps,
+        ),
+        (
+            "conntrack_full_resyncs_total",
+            "Full conntrack dumps.",
+            c.full_dumps,
+        ),
+        (
+            "conntrack_overruns_total",
+            "Event socket overruns (events lost, then resynced).",
+            c.overruns,
+        ),
+        (
+            "conntrack_malformed_total",
+            "ctnetlink messages that could not be decoded.",
+            c.malformed,
+        ),
+        (
+            "conntrack_over_limit_total",
+            "Flows not tracked because the tracker was full.",
+            c.over_limit,
+        ),
     ] {
-        let _ = writeln!(o, "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} counter\noffloadd_{name} {v}");
+        let _ = writeln!(
+            o,
+            "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} counter\noffloadd_{name} {v}"
+        );
     }
     o
 }

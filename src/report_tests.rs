@@ -6,7 +6,12 @@ use crate::status::{Device, DeviceState, Hardware, LastApply, Refusal};
 
 fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
     let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-    Tuple { src, dst, sport, dport }
+    Tuple {
+        src,
+        dst,
+        sport,
+        dport,
+    }
 }
 
 fn flow() -> FlowRecord {
@@ -21,7 +26,12 @@ fn flow() -> FlowRecord {
         path: Path::Sw,
         on_path_ms: Some(12_400),
         to_offload_ms: Some(41.0),
-        counters: Some(Counters { orig_packets: 50_000, orig_bytes: 75_000_000, reply_packets: 1234, reply_bytes: 100_000 }),
+        counters: Some(Counters {
+            orig_packets: 50_000,
+            orig_bytes: 75_000_000,
+            reply_packets: 1234,
+            reply_bytes: 100_000,
+        }),
     }
 }
 
@@ -57,7 +67,11 @@ fn flow_line_shows_nat_zone_mark_and_v6() {
 fn transition_line_has_clock_and_time_to_offload() {
     let t = Transition {
         at_unix_ms: 86_400_000 * 3 + 3_723_456,
-        key: FlowKey { proto: TCP, zone: 0, orig: flow().orig },
+        key: FlowKey {
+            proto: TCP,
+            zone: 0,
+            orig: flow().orig,
+        },
         reply: flow().reply,
         from: Path::Slow,
         to: Path::Sw,
@@ -95,21 +109,39 @@ fn status() -> Status {
         hardware: Hardware {
             policy: "auto".into(),
             state: "fallback".into(),
-            refused: vec![Refusal { device: "lan0".into(), reason: "driver does not support TC_SETUP_FT (EOPNOTSUPP)".into() }],
+            refused: vec![Refusal {
+                device: "lan0".into(),
+                reason: "driver does not support TC_SETUP_FT (EOPNOTSUPP)".into(),
+            }],
         },
         devices: vec![
-            Device { name: "lan0".into(), state: DeviceState::InFlowtable },
-            Device { name: "wlan0".into(), state: DeviceState::Missing },
+            Device {
+                name: "lan0".into(),
+                state: DeviceState::InFlowtable,
+            },
+            Device {
+                name: "wlan0".into(),
+                state: DeviceState::Missing,
+            },
         ],
         other_flowtables: vec![],
-        last_apply: Some(LastApply { at_unix_ms: 1_000_100, took_ms: 602.0, changed: true, error: None }),
+        last_apply: Some(LastApply {
+            at_unix_ms: 1_000_100,
+            took_ms: 602.0,
+            changed: true,
+            error: None,
+        }),
         warnings: vec!["wlan0: configured device does not exist".into()],
         resync_interval_ms: 2000,
         conntrack: Some(Stats {
             slow: 12,
             sw: 3,
             hw: 0,
-            transitions: Transitions { slow_to_sw: 15, to_slow: 12, ..Default::default() },
+            transitions: Transitions {
+                slow_to_sw: 15,
+                to_slow: 12,
+                ..Default::default()
+            },
             to_offload_p50_ms: Some(41.0),
             to_offload_p95_ms: Some(120.0),
             to_offload_samples: 15,
@@ -149,7 +181,9 @@ fn status_text_without_conntrack_says_why() {
     let mut st = status();
     st.conntrack = None;
     st.conntrack_error = Some("ctnetlink socket: Permission denied".into());
-    assert!(status_text(&st).contains("flows:      unknown: conntrack watcher unavailable: ctnetlink socket: Permission denied"));
+    assert!(status_text(&st).contains(
+        "flows:      unknown: conntrack watcher unavailable: ctnetlink socket: Permission denied"
+    ));
 }
 
 #[test]

@@ -135,8 +135,20 @@ fn kernel_without_flowtables_gets_the_module_hint_and_keeps_nothing() {
     )
     .unwrap();
     let sock = cfg.with_extension("sock");
-    let out = ns.run(BIN, &["--socket", sock.to_str().unwrap(), "run", "--config", cfg.to_str().unwrap()]);
-    assert!(!sock.exists(), "the control socket is removed when run fails");
+    let out = ns.run(
+        BIN,
+        &[
+            "--socket",
+            sock.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !sock.exists(),
+        "the control socket is removed when run fails"
+    );
     std::fs::remove_file(&cfg).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -180,7 +192,16 @@ fn bad_configs_change_nothing_and_name_file_and_line() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
         let sock = dir.join("offloadd.sock");
-        let out = ns.run(BIN, &["--socket", sock.to_str().unwrap(), "run", "--config", path.to_str().unwrap()]);
+        let out = ns.run(
+            BIN,
+            &[
+                "--socket",
+                sock.to_str().unwrap(),
+                "run",
+                "--config",
+                path.to_str().unwrap(),
+            ],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
         let expected = format!("{}{needle}", path.display());

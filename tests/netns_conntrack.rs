@@ -65,8 +65,13 @@ fn open_flows(ns: &Netns, base: u16, tcp: u16, udp: u16) -> Flows {
             let _ = stop_rx.recv();
         })
     });
-    ready_rx.recv_timeout(Duration::from_secs(10)).expect("flows opened");
-    Flows { stop: Some(stop_tx), thread: Some(thread) }
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("flows opened");
+    Flows {
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
 }
 
 impl Drop for Flows {
@@ -79,19 +84,23 @@ impl Drop for Flows {
 }
 
 /// (proto, sport, dport) of every TCP/UDP entry `conntrack -L` shows in `ns`.
-fn conntrack_list(ns: &Netns) -> BTreeSet<(String, u16, u16)> {
+fn conntrack_list(ns: &Netns) -> Listing {
     let text = ns.sh("conntrack -L 2>/dev/null");
     text.lines()
         .filter_map(|l| {
             let proto = l.split_whitespace().next()?.to_string();
-            let port = |k: &str| l.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok());
+            let port = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .and_then(|v| v.parse().ok())
+            };
             Some((proto, port("sport=")?, port("dport=")?))
         })
         .filter(|(p, _, _)| p == "tcp" || p == "udp")
         .collect()
 }
 
-fn offloadd_list(json: &[u8]) -> BTreeSet<(String, u16, u16)> {
+fn offloadd_list(json: &[u8]) -> Listing {
     let flows: serde_json::Value = serde_json::from_slice(json).expect("flows JSON");
     flows
         .as_array()
@@ -111,11 +120,18 @@ fn total(status: &serde_json::Value) -> u64 {
 }
 
 /// Polls until the daemon's list equals `conntrack -L` (or 5 s pass) and returns both.
-fn settle(ns: &Netns, d: &Daemon) -> (BTreeSet<(String, u16, u16)>, BTreeSet<(String, u16, u16)>) {
+/// (proto, sport, dport) of each listed flow.
+type Listing = BTreeSet<(String, u16, u16)>;
+
+fn settle(ns: &Netns, d: &Daemon) -> (Listing, Listing) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = d.cli(BIN, &["flows", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let ours = offloadd_list(&out.stdout);
         let kernel = conntrack_list(ns);
         if ours == kernel || Instant::now() > deadline {
@@ -136,22 +152,63 @@ fn daemon_counts_equal_conntrack_list() {
     let d = Daemon::start(&ns, BIN, &observe_config(""));
     let _after = open_flows(&ns, 7000, 4, 5);
     let (ours, kernel) = settle(&ns, &d);
-    assert!(kernel.len() >= 3 + 2 + 4 + 5, "the kernel shows the flows: {kernel:?}");
+    assert!(
+        kernel.len() >= 3 + 2 + 4 + 5,
+        "the kernel shows the flows: {kernel:?}"
+    );
     assert_eq!(ours, kernel, "offloadd flows vs conntrack -L");
     let st = d.status(BIN);
-    assert_eq!(total(&st), kernel.len() as u64, "status counts vs conntrack -L");
-    assert_eq!(st["conntrack"]["slow"].as_u64(), Some(kernel.len() as u64), "no flowtables here: all slow");
+    assert_eq!(
+        total(&st),
+        kernel.len() as u64,
+        "status counts vs conntrack -L"
+    );
+    assert_eq!(
+        st["conntrack"]["slow"].as_u64(),
+        Some(kernel.len() as u64),
+        "no flowtables here: all slow"
+    );
     assert_eq!(st["role"], "observe");
-    assert!(st["conntrack"]["events"].as_u64().unwrap() >= 4 + 5, "new flows arrived as events");
+    assert!(
+        st["conntrack"]["events"].as_u64().unwrap() >= 4 + 5,
+        "new flows arrived as events"
+    );
     let metrics = String::from_utf8(d.cli(BIN, &["metrics"]).stdout).unwrap();
-    assert!(metrics.contains(&format!("offloadd_flows{{path=\"slow\"}} {}\n", kernel.len())), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "offloadd_flows{{path=\"slow\"}} {}\n",
+            kernel.len()
+        )),
+        "{metrics}"
+    );
     // The same answer without the daemon: one direct dump.
-    let direct = ns.run(BIN, &["--socket", "/nonexistent/offloadd.sock", "flows", "--json"]);
+    let direct = ns.run(
+        BIN,
+        &["--socket", "/nonexistent/offloadd.sock", "flows", "--json"],
+    );
     assert!(direct.status.success());
     assert!(String::from_utf8_lossy(&direct.stderr).contains("offloadd is not running"));
-    assert_eq!(offloadd_list(&direct.stdout), kernel, "direct dump vs conntrack -L");
-    let none = ns.run(BIN, &["--socket", "/nonexistent/offloadd.sock", "flows", "--path", "offloaded", "--json"]);
-    assert_eq!(offloadd_list(&none.stdout).len(), 0, "nothing is offloaded on a kernel without flowtables");
+    assert_eq!(
+        offloadd_list(&direct.stdout),
+        kernel,
+        "direct dump vs conntrack -L"
+    );
+    let none = ns.run(
+        BIN,
+        &[
+            "--socket",
+            "/nonexistent/offloadd.sock",
+            "flows",
+            "--path",
+            "offloaded",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        offloadd_list(&none.stdout).len(),
+        0,
+        "nothing is offloaded on a kernel without flowtables"
+    );
 }
 
 #[test]
@@ -189,15 +246,34 @@ fn overrun_is_detected_and_counts_converge() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut st, mut kernel) = (d.status(BIN), conntrack_list(&ns));
-    while (st["conntrack"]["overruns"].as_u64() == Some(0) || total(&st) != kernel.len() as u64) && Instant::now() < deadline {
+    while (st["conntrack"]["overruns"].as_u64() == Some(0) || total(&st) != kernel.len() as u64)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(200));
         (st, kernel) = (d.status(BIN), conntrack_list(&ns));
     }
-    assert!(kernel.len() >= burst as usize, "the burst made {} entries", kernel.len());
+    assert!(
+        kernel.len() >= burst as usize,
+        "the burst made {} entries",
+        kernel.len()
+    );
     let overruns = st["conntrack"]["overruns"].as_u64().unwrap();
-    assert!(overruns >= 1, "a {burst}-flow burst into a 4 KiB buffer must overrun: {st}");
-    assert!(st["conntrack"]["full_dumps"].as_u64().unwrap() >= 2, "the overrun triggered a full resync");
-    assert_eq!(total(&st), kernel.len() as u64, "counts converge after the resync");
+    assert!(
+        overruns >= 1,
+        "a {burst}-flow burst into a 4 KiB buffer must overrun: {st}"
+    );
+    assert!(
+        st["conntrack"]["full_dumps"].as_u64().unwrap() >= 2,
+        "the overrun triggered a full resync"
+    );
+    assert_eq!(
+        total(&st),
+        kernel.len() as u64,
+        "counts converge after the resync"
+    );
     let text = String::from_utf8(d.cli(BIN, &["status"]).stdout).unwrap();
-    assert!(text.contains(&format!("{overruns} overruns (events lost, resynced")), "{text}");
+    assert!(
+        text.contains(&format!("{overruns} overruns (events lost, resynced")),
+        "{text}"
+    );
 }

@@ -18,10 +18,10 @@ cargo_rc=${PIPESTATUS[0]}
 
 echo "== scripts: sh -n and shellcheck"
 script_fail=0
-for f in tests/*.sh tests/lab/*.sh tests/vm/*.sh .ci/run; do
+for f in tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh .ci/run; do
     bash -n "$f" || script_fail=$((script_fail + 1))
 done
-shellcheck -S error -s bash tests/*.sh tests/lab/*.sh tests/vm/*.sh .ci/run || script_fail=$((script_fail + 1))
+shellcheck -S error -s bash tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh .ci/run || script_fail=$((script_fail + 1))
 
 echo "== VM tier"
 tests/vm/run.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"

@@ -134,7 +134,10 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
         }
         if let Some(b) = c.event_buffer {
             let n = b.get_ref().as_integer().ok_or_else(|| {
-                ParseError::new(at(b.span()), "event_buffer must be an integer number of bytes, e.g. 4194304")
+                ParseError::new(
+                    at(b.span()),
+                    "event_buffer must be an integer number of bytes, e.g. 4194304",
+                )
             })?;
             if !(MIN_EVENT_BUFFER as i64..=MAX_EVENT_BUFFER as i64).contains(&n) {
                 return Err(ParseError::new(

@@ -75,7 +75,11 @@ pub enum DecodeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
     /// A ctnetlink message (type, flags, whole message bytes).
-    Conntrack { msg_type: u8, flags: u16, bytes: &'a [u8] },
+    Conntrack {
+        msg_type: u8,
+        flags: u16,
+        bytes: &'a [u8],
+    },
     /// NLMSG_DONE: a dump is complete.
     Done,
     /// NLMSG_ERROR with its (positive) errno; 0 is an acknowledgement.
@@ -119,11 +123,17 @@ pub fn decode(msg_type: u8, flags: u16, bytes: &[u8]) -> Result<Option<Event>, D
         IPCTNL_MSG_CT_DELETE => EventKind::Destroy,
         _ => return Ok(None),
     };
-    let attrs = bytes.get(HEADERS..).ok_or(DecodeError::Malformed("short header"))?;
+    let attrs = bytes
+        .get(HEADERS..)
+        .ok_or(DecodeError::Malformed("short header"))?;
     let mut orig = None;
     let mut reply = None;
     let mut entry = Entry {
-        key: FlowKey { proto: 0, zone: 0, orig: unspecified() },
+        key: FlowKey {
+            proto: 0,
+            zone: 0,
+            orig: unspecified(),
+        },
         reply: unspecified(),
         status: 0,
         mark: 0,
@@ -167,7 +177,12 @@ pub fn decode(msg_type: u8, flags: u16, bytes: &[u8]) -> Result<Option<Event>, D
 }
 
 fn unspecified() -> Tuple {
-    Tuple { src: IpAddr::V4(Ipv4Addr::UNSPECIFIED), dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED), sport: 0, dport: 0 }
+    Tuple {
+        src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        sport: 0,
+        dport: 0,
+    }
 }
 
 /// CTA_TUPLE_*: nested IP addresses and protocol; `None` when the entry has no ports
@@ -206,8 +221,18 @@ fn tuple(v: &[u8]) -> Result<Option<(u8, Tuple)>, DecodeError> {
         }
     }
     match (src, dst, proto) {
-        (Some(src), Some(dst), Some(p)) => Ok(Some((p, Tuple { src, dst, sport, dport }))),
-        _ => Err(DecodeError::Malformed("tuple without addresses or protocol")),
+        (Some(src), Some(dst), Some(p)) => Ok(Some((
+            p,
+            Tuple {
+                src,
+                dst,
+                sport,
+                dport,
+            },
+        ))),
+        _ => Err(DecodeError::Malformed(
+            "tuple without addresses or protocol",
+        )),
     }
 }
 

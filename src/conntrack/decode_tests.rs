@@ -16,7 +16,11 @@ fn decode_all(bytes: &[u8]) -> (Vec<Event>, bool) {
     let mut done = false;
     for m in messages(bytes) {
         match m {
-            Message::Conntrack { msg_type, flags, bytes } => {
+            Message::Conntrack {
+                msg_type,
+                flags,
+                bytes,
+            } => {
                 if let Some(e) = decode(msg_type, flags, bytes).unwrap() {
                     out.push(e);
                 }
@@ -35,7 +39,9 @@ fn ip(s: &str) -> IpAddr {
 /// The first message of the dump with CTA_STATUS rewritten: no NIC here can produce
 /// IPS_HW_OFFLOAD, so the hardware entry is the recorded one with the bits set by hand.
 fn first_with_status(status: u32) -> Vec<u8> {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else { panic!() };
+    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+        panic!()
+    };
     let mut msg = bytes.to_vec();
     let mut off = HEADERS;
     while off + 4 <= msg.len() {
@@ -67,7 +73,10 @@ fn dump_decodes_tcp_v4_with_mark_state_and_counters() {
     assert_eq!(tcp.status, 0xe, "SEEN_REPLY | ASSURED | CONFIRMED");
     assert_eq!(tcp.path(), Path::Slow);
     let c = tcp.counters.expect("accounting was on");
-    assert_eq!((c.orig_packets, c.orig_bytes, c.reply_packets, c.reply_bytes), (3, 1164, 2, 112));
+    assert_eq!(
+        (c.orig_packets, c.orig_bytes, c.reply_packets, c.reply_bytes),
+        (3, 1164, 2, 112)
+    );
 }
 
 #[test]
@@ -82,7 +91,10 @@ fn dump_decodes_udp_v6_in_a_zone() {
     let other = events[2].entry;
     assert_eq!(other.key.zone, 0);
     assert_eq!(other.key.orig.sport, 5353);
-    assert_ne!(zoned.key, other.key, "zone and tuple tell the two entries apart");
+    assert_ne!(
+        zoned.key, other.key,
+        "zone and tuple tell the two entries apart"
+    );
 }
 
 #[test]
@@ -92,7 +104,15 @@ fn events_carry_new_update_destroy() {
     use EventKind::*;
     assert_eq!(
         kinds,
-        [(New, TCP), (Update, TCP), (Update, TCP), (New, UDP), (New, UDP), (Destroy, UDP), (Destroy, UDP)]
+        [
+            (New, TCP),
+            (Update, TCP),
+            (Update, TCP),
+            (New, UDP),
+            (New, UDP),
+            (Destroy, UDP),
+            (Destroy, UDP)
+        ]
     );
     assert_eq!(events[2].entry.status, 0xe);
     assert_eq!(events[5].entry.key.zone, 7);
@@ -114,7 +134,9 @@ fn offload_bits_classify() {
 
 #[test]
 fn truncated_messages_are_errors_not_panics() {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else { panic!() };
+    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+        panic!()
+    };
     for cut in 0..bytes.len() {
         // Every prefix either decodes (the cut fell between attributes we do not need)
         // or reports an error; none panics.
@@ -125,7 +147,9 @@ fn truncated_messages_are_errors_not_panics() {
 
 #[test]
 fn non_entry_messages_are_skipped() {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else { panic!() };
+    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+        panic!()
+    };
     assert_eq!(decode(4, 0, bytes).unwrap(), None);
 }
 
@@ -135,5 +159,8 @@ fn error_messages_carry_errno() {
     msg[..4].copy_from_slice(&36u32.to_ne_bytes());
     msg[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
     msg[16..20].copy_from_slice(&(-libc::EINVAL).to_ne_bytes());
-    assert_eq!(messages(&msg).collect::<Vec<_>>(), [Message::Error(libc::EINVAL)]);
+    assert_eq!(
+        messages(&msg).collect::<Vec<_>>(),
+        [Message::Error(libc::EINVAL)]
+    );
 }

@@ -6,7 +6,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use netlink_packet_core::{DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, Status};
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
@@ -36,7 +38,10 @@ pub struct Overrun;
 #[derive(Debug, thiserror::Error)]
 pub enum CtError {
     #[error("ctnetlink {what}: {error} (is nf_conntrack loaded and are you root? try: modprobe nf_conntrack_netlink)")]
-    Io { what: &'static str, error: io::Error },
+    Io {
+        what: &'static str,
+        error: io::Error,
+    },
     #[error("the kernel refused the conntrack dump: {}", crate::nft::errno_name(*.0))]
     Refused(i32),
 }
@@ -62,8 +67,13 @@ impl CtSocket {
     pub fn for_dumps() -> Result<CtSocket, CtError> {
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io("socket"))?;
         sock.bind_auto().map_err(io("bind"))?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(io("connect"))?;
-        Ok(CtSocket { sock, buf: vec![0; RECV_BUFFER], seq: 0 })
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(io("connect"))?;
+        Ok(CtSocket {
+            sock,
+            buf: vec![0; RECV_BUFFER],
+            seq: 0,
+        })
     }
 
     /// A non-blocking socket subscribed to NEW, UPDATE and DESTROY events, with a
@@ -72,26 +82,45 @@ impl CtSocket {
         let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io("socket"))?;
         sock.bind_auto().map_err(io("bind"))?;
         for g in GROUPS {
-            sock.add_membership(g).map_err(io("subscribing to conntrack events"))?;
+            sock.add_membership(g)
+                .map_err(io("subscribing to conntrack events"))?;
         }
         set_rcvbuf(sock.as_raw_fd(), rcvbuf).map_err(io("setting the event buffer size"))?;
-        sock.set_non_blocking(true).map_err(io("set non-blocking"))?;
-        Ok(CtSocket { sock, buf: vec![0; RECV_BUFFER], seq: 0 })
+        sock.set_non_blocking(true)
+            .map_err(io("set non-blocking"))?;
+        Ok(CtSocket {
+            sock,
+            buf: vec![0; RECV_BUFFER],
+            seq: 0,
+        })
     }
 
     /// Dumps the conntrack table (IPv4 and IPv6), calling `f` for every TCP/UDP entry.
     /// Returns how many entries the kernel sent (including those not TCP/UDP) and how
     /// many messages could not be decoded (logged and skipped).
-    pub fn dump(&mut self, filter: DumpFilter, mut f: impl FnMut(Event)) -> Result<DumpCount, CtError> {
+    pub fn dump(
+        &mut self,
+        filter: DumpFilter,
+        mut f: impl FnMut(Event),
+    ) -> Result<DumpCount, CtError> {
         self.seq = self.seq.wrapping_add(1);
         let request = dump_request(filter, self.seq);
-        self.sock.send(&request, 0).map_err(io("sending the dump request"))?;
+        self.sock
+            .send(&request, 0)
+            .map_err(io("sending the dump request"))?;
         let mut count = DumpCount::default();
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io("receiving the dump"))?;
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(io("receiving the dump"))?;
             for m in messages(&self.buf[..n]) {
                 match m {
-                    Message::Conntrack { msg_type, flags, bytes } => {
+                    Message::Conntrack {
+                        msg_type,
+                        flags,
+                        bytes,
+                    } => {
                         count.entries += 1;
                         match decode(msg_type, flags, bytes) {
                             Ok(Some(e)) => f(e),
@@ -113,17 +142,30 @@ impl CtSocket {
     /// Reads every event queued on the socket, calling `f` for each TCP/UDP one; returns
     /// how many messages were read once the socket is empty, or `Overrun` when the
     /// kernel dropped events since the last read (the caller must resync).
-    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Result<Result<u64, Overrun>, CtError> {
+    pub fn drain_events(
+        &mut self,
+        mut f: impl FnMut(Event),
+    ) -> Result<Result<u64, Overrun>, CtError> {
         let mut read = 0;
         loop {
             let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Ok(read)),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Err(Overrun)),
-                Err(e) => return Err(CtError::Io { what: "receiving events", error: e }),
+                Err(e) => {
+                    return Err(CtError::Io {
+                        what: "receiving events",
+                        error: e,
+                    })
+                }
             };
             for m in messages(&self.buf[..n]) {
-                if let Message::Conntrack { msg_type, flags, bytes } = m {
+                if let Message::Conntrack {
+                    msg_type,
+                    flags,
+                    bytes,
+                } = m
+                {
                     read += 1;
                     match decode(msg_type, flags, bytes) {
                         Ok(Some(e)) => f(e),
@@ -138,10 +180,15 @@ impl CtSocket {
     /// For benchmarks: receive a whole dump and parse nothing (the floor).
     pub fn dump_raw(&mut self, filter: DumpFilter) -> Result<usize, CtError> {
         self.seq = self.seq.wrapping_add(1);
-        self.sock.send(&dump_request(filter, self.seq), 0).map_err(io("sending the dump request"))?;
+        self.sock
+            .send(&dump_request(filter, self.seq), 0)
+            .map_err(io("sending the dump request"))?;
         let mut total = 0;
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0).map_err(io("receiving the dump"))?;
+            let n = self
+                .sock
+                .recv(&mut &mut self.buf[..], 0)
+                .map_err(io("receiving the dump"))?;
             total += n;
             // Step over headers only: NLMSG_DONE may share the last datagram with entries.
             if messages(&self.buf[..n]).any(|m| m == Message::Done) {
@@ -164,7 +211,10 @@ pub(crate) fn dump_request(filter: DumpFilter, seq: u32) -> Vec<u8> {
         DumpFilter::Offloaded => vec![
             // The kernel keeps entries with (status & mask) == value; a zero mask is EINVAL.
             ConntrackAttribute::CtaStatus(Status::Offload),
-            ConntrackAttribute::Other(DefaultNla::new(CTA_STATUS_MASK, IPS_OFFLOAD.to_be_bytes().to_vec())),
+            ConntrackAttribute::Other(DefaultNla::new(
+                CTA_STATUS_MASK,
+                IPS_OFFLOAD.to_be_bytes().to_vec(),
+            )),
         ],
     };
     let mut header = NetlinkHeader::default();
@@ -188,7 +238,13 @@ fn set_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
         // SAFETY: fd is an open socket and val a c_int that outlives the call.
         let rc = unsafe {
-            libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&val as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32)
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
         };
         if rc == 0 {
             return Ok(());
@@ -211,7 +267,10 @@ mod tests {
         assert_eq!(req[16], 0, "AF_UNSPEC: both families");
         // CTA_STATUS then CTA_STATUS_MASK, both IPS_OFFLOAD big-endian
         let attrs = &req[20..];
-        assert_eq!(attrs, [8, 0, 3, 0, 0, 0, 0x40, 0, 8, 0, 26, 0, 0, 0, 0x40, 0]);
+        assert_eq!(
+            attrs,
+            [8, 0, 3, 0, 0, 0, 0x40, 0, 8, 0, 26, 0, 0, 0, 0x40, 0]
+        );
         assert_eq!(dump_request(DumpFilter::All, 1).len(), 20);
     }
 }

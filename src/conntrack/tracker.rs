@@ -359,7 +359,16 @@ impl FlowTracker {
 
 /// Hardware first, then software, then slow; within a path by protocol and tuple.
 pub fn sort_flows(flows: &mut [FlowRecord]) {
-    let key = |f: &FlowRecord| (f.proto, f.orig.src, f.orig.sport, f.orig.dst, f.orig.dport, f.zone);
+    let key = |f: &FlowRecord| {
+        (
+            f.proto,
+            f.orig.src,
+            f.orig.sport,
+            f.orig.dst,
+            f.orig.dport,
+            f.zone,
+        )
+    };
     flows.sort_by(|a, b| b.path.cmp(&a.path).then_with(|| key(a).cmp(&key(b))));
 }
 

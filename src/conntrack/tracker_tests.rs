@@ -10,8 +10,22 @@ fn entry(sport: u16, status: u32) -> Entry {
     let a: IpAddr = "198.18.1.2".parse().unwrap();
     let b: IpAddr = "198.18.2.2".parse().unwrap();
     Entry {
-        key: FlowKey { proto: TCP, zone: 0, orig: Tuple { src: a, dst: b, sport, dport: 5201 } },
-        reply: Tuple { src: b, dst: a, sport: 5201, dport: sport },
+        key: FlowKey {
+            proto: TCP,
+            zone: 0,
+            orig: Tuple {
+                src: a,
+                dst: b,
+                sport,
+                dport: 5201,
+            },
+        },
+        reply: Tuple {
+            src: b,
+            dst: a,
+            sport: 5201,
+            dport: sport,
+        },
         status,
         mark: 0,
         tcp_state: Some(3),
@@ -35,16 +49,27 @@ fn counts(t: &FlowTracker) -> (u64, u64, u64) {
 #[test]
 fn new_then_offload_measures_time_to_offload() {
     let mut t = FlowTracker::new(1_000_000);
-    assert_eq!(t.event(&ev(EventKind::New, entry(1000, 0x8)), ms(100)), None);
+    assert_eq!(
+        t.event(&ev(EventKind::New, entry(1000, 0x8)), ms(100)),
+        None
+    );
     assert_eq!(counts(&t), (1, 0, 0));
-    let tr = t.event(&ev(EventKind::Update, entry(1000, ESTABLISHED | IPS_OFFLOAD)), ms(140)).unwrap();
+    let tr = t
+        .event(
+            &ev(EventKind::Update, entry(1000, ESTABLISHED | IPS_OFFLOAD)),
+            ms(140),
+        )
+        .unwrap();
     assert_eq!((tr.from, tr.to), (Path::Slow, Path::Sw));
     assert_eq!(tr.after_ms, Some(40.0));
     assert_eq!(tr.at_unix_ms, 1_000_140);
     assert_eq!(counts(&t), (0, 1, 0));
     let s = t.stats();
     assert_eq!(s.transitions.slow_to_sw, 1);
-    assert_eq!((s.to_offload_p50_ms, s.to_offload_p95_ms), (Some(40.0), Some(40.0)));
+    assert_eq!(
+        (s.to_offload_p50_ms, s.to_offload_p95_ms),
+        (Some(40.0), Some(40.0))
+    );
     let flows = t.flows(None, ms(1140));
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].on_path_ms, Some(1000));
@@ -57,7 +82,12 @@ fn flows_present_at_start_have_no_time_to_offload() {
     t.begin_resync();
     t.observe(&entry(1, ESTABLISHED), ms(0), false);
     t.end_resync(DumpFilter::All, ms(0));
-    let tr = t.event(&ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)), ms(5)).unwrap();
+    let tr = t
+        .event(
+            &ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)),
+            ms(5),
+        )
+        .unwrap();
     assert_eq!(tr.after_ms, None);
     assert_eq!(t.stats().to_offload_samples, 0);
 }
@@ -66,11 +96,25 @@ fn flows_present_at_start_have_no_time_to_offload() {
 fn hardware_promotion_and_demotion_are_counted() {
     let mut t = FlowTracker::new(0);
     t.event(&ev(EventKind::New, entry(1, 0x8)), ms(0));
-    t.event(&ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)), ms(1));
-    let up = t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD), ms(2), false).unwrap();
-    assert_eq!((up.from, up.to, up.after_ms), (Path::Sw, Path::Hw, None), "time to offload is taken once");
+    t.event(
+        &ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)),
+        ms(1),
+    );
+    let up = t
+        .observe(
+            &entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD),
+            ms(2),
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        (up.from, up.to, up.after_ms),
+        (Path::Sw, Path::Hw, None),
+        "time to offload is taken once"
+    );
     assert_eq!(counts(&t), (0, 0, 1));
-    t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD), ms(3), false).unwrap();
+    t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD), ms(3), false)
+        .unwrap();
     let tr = t.stats().transitions;
     assert_eq!((tr.slow_to_sw, tr.sw_to_hw, tr.hw_to_sw), (1, 1, 1));
 }
@@ -80,7 +124,10 @@ fn offloaded_resync_moves_missing_flows_back_to_slow() {
     let mut t = FlowTracker::new(0);
     for sport in 1..=3 {
         t.event(&ev(EventKind::New, entry(sport, 0x8)), ms(0));
-        t.event(&ev(EventKind::Update, entry(sport, ESTABLISHED | IPS_OFFLOAD)), ms(1));
+        t.event(
+            &ev(EventKind::Update, entry(sport, ESTABLISHED | IPS_OFFLOAD)),
+            ms(1),
+        );
     }
     assert_eq!(counts(&t), (0, 3, 0));
     // Only flow 2 is still in the flowtable; the others timed out without an event.
@@ -117,7 +164,10 @@ fn full_resync_drops_flows_whose_destroy_was_lost() {
 fn destroy_forgets_the_flow() {
     let mut t = FlowTracker::new(0);
     t.event(&ev(EventKind::New, entry(1, 0x8)), ms(0));
-    t.event(&ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)), ms(1));
+    t.event(
+        &ev(EventKind::Update, entry(1, ESTABLISHED | IPS_OFFLOAD)),
+        ms(1),
+    );
     t.event(&ev(EventKind::Destroy, entry(1, ESTABLISHED)), ms(2));
     assert!(t.is_empty());
     assert_eq!(counts(&t), (0, 0, 0));
@@ -144,7 +194,10 @@ fn percentiles_use_nearest_rank_over_recent_samples() {
     for i in 0..(TTO_SAMPLES as u16 + 100) {
         t.event(&ev(EventKind::New, entry(i, 0x8)), ms(0));
         // Flow i offloads after i ms.
-        t.event(&ev(EventKind::Update, entry(i, ESTABLISHED | IPS_OFFLOAD)), ms(i as u64));
+        t.event(
+            &ev(EventKind::Update, entry(i, ESTABLISHED | IPS_OFFLOAD)),
+            ms(i as u64),
+        );
     }
     let s = t.stats();
     assert_eq!(s.to_offload_samples, TTO_SAMPLES as u64 + 100);
@@ -158,7 +211,11 @@ fn listing_filters_and_orders_by_path() {
     let mut t = FlowTracker::new(0);
     t.observe(&entry(3, 0x8), ms(0), true);
     t.observe(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(0), true);
-    t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD), ms(0), true);
+    t.observe(
+        &entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD),
+        ms(0),
+        true,
+    );
     let all: Vec<Path> = t.flows(None, ms(0)).iter().map(|f| f.path).collect();
     assert_eq!(all, [Path::Hw, Path::Sw, Path::Slow]);
     assert_eq!(t.flows(Some(PathFilter::Offloaded), ms(0)).len(), 2);

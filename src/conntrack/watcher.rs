@@ -13,7 +13,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::{CtError, CtSocket, DumpFilter, FlowRecord, FlowTracker, Overrun, PathFilter, Stats, Transition};
+use super::{
+    CtError, CtSocket, DumpFilter, FlowRecord, FlowTracker, Overrun, PathFilter, Stats, Transition,
+};
 
 /// One full dump every this many resyncs (every minute at the default 2 s).
 pub const FULL_RESYNC_EVERY: u64 = 30;
@@ -64,7 +66,10 @@ pub fn spawn(opts: WatcherOptions) -> Result<WatcherHandle, CtError> {
     // SAFETY: CtSocket owns its fd for its whole life and always returns the same one;
     // the AsyncFd owns the CtSocket, so the fd outlives the registration.
     let events = unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) }
-        .map_err(|e| CtError::Io { what: "registering the event socket", error: e.into_parts().1 })?;
+        .map_err(|e| CtError::Io {
+            what: "registering the event socket",
+            error: e.into_parts().1,
+        })?;
     let dumps = CtSocket::for_dumps()?;
     let (tx, rx) = mpsc::channel(16);
     let (transitions, _) = broadcast::channel(WATCH_BACKLOG);
@@ -82,7 +87,10 @@ pub fn spawn(opts: WatcherOptions) -> Result<WatcherHandle, CtError> {
 }
 
 pub fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 struct Actor {
@@ -149,7 +157,9 @@ impl Actor {
         // Events stopped (or the daemon is shutting down): keep answering with resyncs.
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Stats(reply) => { let _ = reply.send(self.tracker.stats()); }
+                Command::Stats(reply) => {
+                    let _ = reply.send(self.tracker.stats());
+                }
                 Command::Flows(filter, reply) => {
                     self.resync(DumpFilter::All);
                     let _ = reply.send(self.tracker.flows(filter, self.epoch.elapsed()));
@@ -175,10 +185,18 @@ impl Actor {
                 for t in self.tracker.end_resync(filter, now) {
                     let _ = self.transitions.send(t);
                 }
-                debug!(?filter, entries = count.entries, took_us = started.elapsed().as_micros() as u64, "conntrack resync");
+                debug!(
+                    ?filter,
+                    entries = count.entries,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "conntrack resync"
+                );
             }
             Err(CtError::Refused(errno)) if filter == DumpFilter::Offloaded => {
-                info!("kernel refused the filtered conntrack dump ({}); resyncing with full dumps", crate::nft::errno_name(errno));
+                info!(
+                    "kernel refused the filtered conntrack dump ({}); resyncing with full dumps",
+                    crate::nft::errno_name(errno)
+                );
                 self.filtered_dumps = false;
                 // A failed dump ends no generation: begin_resync again before the next.
             }

@@ -15,12 +15,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use crate::config::{self, Config, Mode};
-use crate::control;
 use crate::conntrack::{self, WatcherOptions};
-use crate::status::Status;
+use crate::control;
 use crate::link::LinkSnapshot;
 use crate::nft::{Actual, Applied, HardwareOutcome, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
+use crate::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and apply.
 const DEVICE_RACE_RETRIES: usize = 3;
@@ -119,7 +119,10 @@ async fn apply_and_record(
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut cfg = config::load_toml(&opts.config)?;
-    let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.display().to_string())));
+    let status = Arc::new(Mutex::new(view::initial(
+        &cfg,
+        &opts.config.display().to_string(),
+    )));
     // Bind first: a second daemon must stop before it touches the kernel.
     let listener = control::bind(&opts.socket)?;
     let _socket_file = RemoveOnDrop(opts.socket.clone());
@@ -139,7 +142,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             None
         }
     };
-    tokio::spawn(control::serve(listener, control::Shared { status: status.clone(), watcher }));
+    tokio::spawn(control::serve(
+        listener,
+        control::Shared {
+            status: status.clone(),
+            watcher,
+        },
+    ));
 
     let actual = nft.read().await?;
     let mut role = decide_role(&cfg, &actual);

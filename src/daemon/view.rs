@@ -16,7 +16,11 @@ pub fn initial(cfg: &Config, config_path: &str) -> Status {
         pid: std::process::id(),
         started_unix_ms: unix_ms(),
         config: config_path.into(),
-        hardware: crate::status::Hardware { policy: cfg.offload.hardware.to_string(), state: "none".into(), refused: vec![] },
+        hardware: crate::status::Hardware {
+            policy: cfg.offload.hardware.to_string(),
+            state: "none".into(),
+            refused: vec![],
+        },
         resync_interval_ms: cfg.conntrack.resync_interval.as_millis() as u64,
         ..Status::default()
     }
@@ -34,7 +38,15 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
     st.other_flowtables = actual
         .foreign_flowtables
         .iter()
-        .map(|ft| format!("{} {} {}: devices {}", family_name(ft.family), ft.table, ft.name, ft.devices.join(", ")))
+        .map(|ft| {
+            format!(
+                "{} {} {}: devices {}",
+                family_name(ft.family),
+                ft.table,
+                ft.name,
+                ft.devices.join(", ")
+            )
+        })
         .collect();
     if let Role::Observe { .. } = role {
         st.devices = cfg
@@ -42,8 +54,18 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
             .devices
             .iter()
             .map(|d| {
-                let covered = actual.foreign_flowtables.iter().any(|ft| ft.devices.contains(d));
-                Device { name: d.clone(), state: if covered { DeviceState::Observed } else { DeviceState::NotOffloaded } }
+                let covered = actual
+                    .foreign_flowtables
+                    .iter()
+                    .any(|ft| ft.devices.contains(d));
+                Device {
+                    name: d.clone(),
+                    state: if covered {
+                        DeviceState::Observed
+                    } else {
+                        DeviceState::NotOffloaded
+                    },
+                }
             })
             .collect();
         st.hardware.state = "none".into();
@@ -70,9 +92,13 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
     }
     st.owner_flag = Some(a.owner);
     let refused: Vec<Refusal> = match &a.hardware {
-        HardwareOutcome::Fallback { refused } => {
-            refused.iter().map(|(d, r)| Refusal { device: d.clone(), reason: r.clone() }).collect()
-        }
+        HardwareOutcome::Fallback { refused } => refused
+            .iter()
+            .map(|(d, r)| Refusal {
+                device: d.clone(),
+                reason: r.clone(),
+            })
+            .collect(),
         _ => vec![],
     };
     st.hardware.state = match a.hardware {
@@ -94,7 +120,10 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
             } else {
                 DeviceState::InFlowtable
             };
-            Device { name: d.clone(), state }
+            Device {
+                name: d.clone(),
+                state,
+            }
         })
         .collect();
     st.warnings = a
@@ -102,10 +131,19 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
         .missing
         .iter()
         .map(|d| format!("{d}: configured device does not exist; added when it appears"))
-        .chain(refused.iter().map(|r| format!("{}: hardware offload refused: {}", r.device, r.reason)))
+        .chain(
+            refused
+                .iter()
+                .map(|r| format!("{}: hardware offload refused: {}", r.device, r.reason)),
+        )
         .collect();
     st.hardware.refused = refused;
-    st.last_apply = Some(LastApply { at_unix_ms: unix_ms(), took_ms: ms(a.took), changed: a.changed, error: None });
+    st.last_apply = Some(LastApply {
+        at_unix_ms: unix_ms(),
+        took_ms: ms(a.took),
+        changed: a.changed,
+        error: None,
+    });
 }
 
 /// A failed apply or reload: the previous ruleset stays, and status says so.
@@ -115,7 +153,12 @@ pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
     }
     let text = format!("{error:#}");
     st.warnings.push(format!("last apply failed: {text}"));
-    st.last_apply = Some(LastApply { at_unix_ms: unix_ms(), took_ms: ms(took), changed: false, error: Some(text) });
+    st.last_apply = Some(LastApply {
+        at_unix_ms: unix_ms(),
+        took_ms: ms(took),
+        changed: false,
+        error: Some(text),
+    });
 }
 
 fn ms(d: Duration) -> f64 {

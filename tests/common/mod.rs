@@ -134,18 +134,30 @@ impl Daemon {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("offloadd did not answer on {} within 5 s", d.socket.display());
+        panic!(
+            "offloadd did not answer on {} within 5 s",
+            d.socket.display()
+        );
     }
 
     /// Runs `offloadd --socket <ours> args...` from the host namespace (the socket is a
     /// file, so it reaches the daemon wherever it runs).
     pub fn cli(&self, bin: &str, args: &[&str]) -> Output {
-        Command::new(bin).arg("--socket").arg(&self.socket).args(args).output().expect("offloadd")
+        Command::new(bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("offloadd")
     }
 
     pub fn status(&self, bin: &str) -> serde_json::Value {
         let out = self.cli(bin, &["status", "--json"]);
-        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status JSON")
     }
 }
@@ -162,5 +174,7 @@ impl Drop for Daemon {
 /// Runs `f` inside namespace `name` on a fresh thread and waits for it.
 pub fn enter_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
     let name = name.to_owned();
-    std::thread::spawn(move || enter(&name, f)).join().expect("netns thread panicked")
+    std::thread::spawn(move || enter(&name, f))
+        .join()
+        .expect("netns thread panicked")
 }
