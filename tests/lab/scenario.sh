@@ -34,8 +34,12 @@ run_tcp 6 "$T/iperf.json"
 run_udp 6 7777 40000 "$T/udp1.log"; U1=$UDP_PID
 run_udp 6 5060 40001 "$T/udp2.log"; U2=$UDP_PID
 sleep 3
-say "router conntrack during the traffic"
+say "router conntrack during the traffic (conntrack -L)"
 flows | grep -E 'dport=(5201|7777|5060) ' | sed -E 's/ +/ /g'
+say "the same, as offloadd reports it (offloadd flows)"
+"$OFFLOADD" flows
+say "offloadd status"
+"$OFFLOADD" status
 tcp_ok=0; udp_ok=0; excl_ok=0
 flows tcp 5201 | grep -q OFFLOAD && tcp_ok=1
 flows udp 7777 | grep -q OFFLOAD && udp_ok=1
