@@ -13,6 +13,17 @@ use offloadd::plan::{plan, Desired};
 
 const BIN: &str = env!("CARGO_BIN_EXE_offloadd");
 
+/// `offloadd run` in `ns` with its own control socket (never /run/offloadd.sock), for
+/// runs that are expected to stop by themselves.
+fn run_daemon(
+    ns: &Netns,
+    config: &std::path::Path,
+    socket: &std::path::Path,
+) -> std::process::Output {
+    let (config, socket) = (config.to_str().unwrap(), socket.to_str().unwrap());
+    ns.run(BIN, &["--socket", socket, "run", "--config", config])
+}
+
 fn desired(toml: &str) -> Desired {
     let cfg = parse_toml(toml).unwrap();
     plan(&cfg, &LinkSnapshot::default())
@@ -135,16 +146,7 @@ fn kernel_without_flowtables_gets_the_module_hint_and_keeps_nothing() {
     )
     .unwrap();
     let sock = cfg.with_extension("sock");
-    let out = ns.run(
-        BIN,
-        &[
-            "--socket",
-            sock.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ],
-    );
+    let out = run_daemon(&ns, &cfg, &sock);
     assert!(
         !sock.exists(),
         "the control socket is removed when run fails"
@@ -192,16 +194,7 @@ fn bad_configs_change_nothing_and_name_file_and_line() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
         let sock = dir.join("offloadd.sock");
-        let out = ns.run(
-            BIN,
-            &[
-                "--socket",
-                sock.to_str().unwrap(),
-                "run",
-                "--config",
-                path.to_str().unwrap(),
-            ],
-        );
+        let out = run_daemon(&ns, &path, &sock);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
         let expected = format!("{}{needle}", path.display());

@@ -221,12 +221,16 @@ fn destroyed_flows_leave_the_counts() {
     let flows = open_flows(&ns, 6100, 2, 3);
     let (ours, kernel) = settle(&ns, &d);
     assert_eq!(ours, kernel);
+    assert!(kernel.iter().any(|(_, _, dport)| *dport == 6100));
     drop(flows);
+    // Let the closes' FIN exchange finish first: a late FIN would be picked up again
+    // as a new entry (nf_conntrack_tcp_loose).
+    std::thread::sleep(Duration::from_millis(300));
     ns.sh("conntrack -F 2>/dev/null");
     let (ours, kernel) = settle(&ns, &d);
-    assert!(kernel.is_empty(), "{kernel:?}");
-    assert_eq!(ours, kernel, "DESTROY events removed every flow");
-    assert_eq!(total(&d.status(BIN)), 0);
+    assert!(!kernel.iter().any(|(_, _, dport)| *dport == 6100), "flushed: {kernel:?}");
+    assert_eq!(ours, kernel, "DESTROY events removed every flushed flow");
+    assert_eq!(total(&d.status(BIN)), kernel.len() as u64);
 }
 
 #[test]

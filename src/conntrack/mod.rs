@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use decode::{decode, messages, DecodeError, Event, EventKind, Message};
-pub use socket::{CtError, CtSocket, DumpCount, DumpFilter, Overrun};
+pub use socket::{CtError, CtSocket, Drained, DumpCount, DumpFilter};
 pub use tracker::{
     sort_flows, FlowRecord, FlowTracker, Stats, Transition, Transitions, MAX_FLOWS, TTO_SAMPLES,
 };

@@ -31,10 +31,6 @@ pub enum DumpFilter {
     Offloaded,
 }
 
-/// The event socket's receive buffer overflowed: events were lost (ENOBUFS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overrun;
-
 #[derive(Debug, thiserror::Error)]
 pub enum CtError {
     #[error("ctnetlink {what}: {error} (is nf_conntrack loaded and are you root? try: modprobe nf_conntrack_netlink)")]
@@ -122,14 +118,7 @@ impl CtSocket {
                         bytes,
                     } => {
                         count.entries += 1;
-                        match decode(msg_type, flags, bytes) {
-                            Ok(Some(e)) => f(e),
-                            Ok(None) => {}
-                            Err(e) => {
-                                count.malformed += 1;
-                                tracing::debug!("skipping a conntrack entry: {e}");
-                            }
-                        }
+                        count.malformed += u64::from(!deliver(msg_type, flags, bytes, &mut f));
                     }
                     Message::Done => return Ok(count),
                     Message::Error(0) | Message::Other => {}
@@ -139,23 +128,23 @@ impl CtSocket {
         }
     }
 
-    /// Reads every event queued on the socket, calling `f` for each TCP/UDP one; returns
-    /// how many messages were read once the socket is empty, or `Overrun` when the
-    /// kernel dropped events since the last read (the caller must resync).
-    pub fn drain_events(
-        &mut self,
-        mut f: impl FnMut(Event),
-    ) -> Result<Result<u64, Overrun>, CtError> {
-        let mut read = 0;
+    /// Reads every event queued on the socket, calling `f` for each TCP/UDP one, until
+    /// the socket is empty or the kernel reports that it dropped events since the last
+    /// read (`overrun`: the caller must resync).
+    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Result<Drained, CtError> {
+        let mut d = Drained::default();
         loop {
             let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Ok(read)),
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Err(Overrun)),
-                Err(e) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(d),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    d.overrun = true;
+                    return Ok(d);
+                }
+                Err(error) => {
                     return Err(CtError::Io {
                         what: "receiving events",
-                        error: e,
+                        error,
                     })
                 }
             };
@@ -166,12 +155,8 @@ impl CtSocket {
                     bytes,
                 } = m
                 {
-                    read += 1;
-                    match decode(msg_type, flags, bytes) {
-                        Ok(Some(e)) => f(e),
-                        Ok(None) => {}
-                        Err(e) => tracing::debug!("skipping a conntrack event: {e}"),
-                    }
+                    d.messages += 1;
+                    d.malformed += u64::from(!deliver(msg_type, flags, bytes, &mut f));
                 }
             }
         }
@@ -196,6 +181,29 @@ impl CtSocket {
             }
         }
     }
+}
+
+/// Decodes one message and hands a TCP/UDP entry to `f`; false if it was malformed
+/// (logged and skipped: one bad message never stops a dump or the event stream).
+fn deliver(msg_type: u8, flags: u16, bytes: &[u8], f: &mut impl FnMut(Event)) -> bool {
+    match decode(msg_type, flags, bytes) {
+        Ok(Some(e)) => f(e),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::debug!("skipping a conntrack message: {e}");
+            return false;
+        }
+    }
+    true
+}
+
+/// What one `drain_events` call read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    pub messages: u64,
+    pub malformed: u64,
+    /// The kernel dropped events (ENOBUFS) since the last read.
+    pub overrun: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

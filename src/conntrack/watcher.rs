@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{
-    CtError, CtSocket, DumpFilter, FlowRecord, FlowTracker, Overrun, PathFilter, Stats, Transition,
+    CtError, CtSocket, DumpFilter, FlowRecord, FlowTracker, PathFilter, Stats, Transition,
 };
 
 /// One full dump every this many resyncs (every minute at the default 2 s).
@@ -129,8 +129,14 @@ impl Actor {
                                 let _ = transitions.send(t);
                             }
                         }) {
-                            Ok(Ok(_)) => { guard.clear_ready(); break; }
-                            Ok(Err(Overrun)) => overrun = true,
+                            Ok(d) => {
+                                self.tracker.note_malformed(d.malformed);
+                                if !d.overrun {
+                                    guard.clear_ready();
+                                    break;
+                                }
+                                overrun = true;
+                            }
                             Err(e) => { warn!("{e}"); break; }
                         }
                     }
