@@ -228,7 +228,10 @@ fn destroyed_flows_leave_the_counts() {
     std::thread::sleep(Duration::from_millis(300));
     ns.sh("conntrack -F 2>/dev/null");
     let (ours, kernel) = settle(&ns, &d);
-    assert!(!kernel.iter().any(|(_, _, dport)| *dport == 6100), "flushed: {kernel:?}");
+    assert!(
+        !kernel.iter().any(|(_, _, dport)| *dport == 6100),
+        "flushed: {kernel:?}"
+    );
     assert_eq!(ours, kernel, "DESTROY events removed every flushed flow");
     assert_eq!(total(&d.status(BIN)), kernel.len() as u64);
 }
