@@ -1,9 +1,13 @@
 //! Text for people and for Prometheus, from the values the daemon serves. Pure.
 
+mod metrics;
+
 use std::fmt::Write as _;
 
 use crate::conntrack::{proto_name, FlowRecord, Path, Stats, Transition, Tuple, IPS_SEEN_REPLY};
 use crate::status::Status;
+
+pub use metrics::metrics;
 
 /// `41 ms`, `2.5 s`, `3m12s`, `2h05m`, `3d04h`.
 pub fn duration_ms(ms: f64) -> String {
@@ -273,177 +277,6 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
     );
 }
 
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Prometheus text exposition format 0.0.4. `None`: the daemon did not answer.
-pub fn metrics(st: Option<&Status>) -> String {
-    let mut o = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-        let _ = writeln!(
-            o,
-            "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} {kind}"
-        );
-        for (labels, v) in samples {
-            let _ = writeln!(o, "offloadd_{name}{labels} {v}");
-        }
-    };
-    let one = |v: f64| vec![(String::new(), v)];
-    metric(
-        "up",
-        "gauge",
-        "Whether the offloadd daemon answered.",
-        &one(st.is_some() as u8 as f64),
-    );
-    let Some(st) = st else { return o };
-    metric(
-        "managing",
-        "gauge",
-        "1 when offloadd owns table inet offloadd, 0 when it only observes.",
-        &one((st.role == "manage") as u8 as f64),
-    );
-    let devices: Vec<(String, f64)> = st
-        .devices
-        .iter()
-        .map(|d| {
-            (
-                format!(
-                    "{{device=\"{}\",state=\"{}\"}}",
-                    label(&d.name),
-                    serde_json::to_value(d.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                ),
-                1.0,
-            )
-        })
-        .collect();
-    metric(
-        "device_info",
-        "gauge",
-        "Configured devices and their flowtable state.",
-        &devices,
-    );
-    let refused: Vec<(String, f64)> = st
-        .hardware
-        .refused
-        .iter()
-        .map(|r| (format!("{{device=\"{}\"}}", label(&r.device)), 1.0))
-        .collect();
-    metric(
-        "hardware_refused",
-        "gauge",
-        "Devices whose driver refused hardware offload (software path instead).",
-        &refused,
-    );
-    if let Some(a) = &st.last_apply {
-        metric(
-            "last_apply_duration_seconds",
-            "gauge",
-            "How long the last apply took.",
-            &one(a.took_ms / 1000.0),
-        );
-        metric(
-            "last_apply_timestamp_seconds",
-            "gauge",
-            "When the last apply ran (Unix time).",
-            &one(a.at_unix_ms as f64 / 1000.0),
-        );
-        metric(
-            "last_apply_failed",
-            "gauge",
-            "1 when the last apply or reload failed and the previous ruleset stayed.",
-            &one(a.error.is_some() as u8 as f64),
-        );
-    }
-    let Some(c) = &st.conntrack else { return o };
-    let by_path: Vec<(String, f64)> = [(Path::Slow, c.slow), (Path::Sw, c.sw), (Path::Hw, c.hw)]
-        .iter()
-        .map(|(p, n)| (format!("{{path=\"{p}\"}}"), *n as f64))
-        .collect();
-    metric(
-        "flows",
-        "gauge",
-        "Tracked TCP/UDP conntrack flows by path.",
-        &by_path,
-    );
-    let t = &c.transitions;
-    let moves: Vec<(String, f64)> = [
-        ("slow", "sw", t.slow_to_sw),
-        ("slow", "hw", t.slow_to_hw),
-        ("sw", "hw", t.sw_to_hw),
-        ("hw", "sw", t.hw_to_sw),
-        ("offloaded", "slow", t.to_slow),
-    ]
-    .iter()
-    .map(|(f, to, n)| (format!("{{from=\"{f}\",to=\"{to}\"}}"), *n as f64))
-    .collect();
-    metric(
-        "transitions_total",
-        "counter",
-        "Flows that changed path.",
-        &moves,
-    );
-    let mut q = Vec::new();
-    if let (Some(p50), Some(p95)) = (c.to_offload_p50_ms, c.to_offload_p95_ms) {
-        q.push(("{quantile=\"0.5\"}".to_string(), p50 / 1000.0));
-        q.push(("{quantile=\"0.95\"}".to_string(), p95 / 1000.0));
-    }
-    metric(
-        "time_to_offload_seconds",
-        "summary",
-        "Time from a flow's first packet to its offload (recent flows).",
-        &q,
-    );
-    let _ = writeln!(
-        o,
-        "offloadd_time_to_offload_seconds_count {}",
-        c.to_offload_samples
-    );
-    for (name, help, v) in [
-        (
-            "conntrack_events_total",
-            "ctnetlink events handled.",
-            c.events,
-        ),
-        (
-            "conntrack_resyncs_total",
-            "Conntrack dumps (resyncs).",
-            c.dumps,
-        ),
-        (
-            "conntrack_full_resyncs_total",
-            "Full conntrack dumps.",
-            c.full_dumps,
-        ),
-        (
-            "conntrack_overruns_total",
-            "Event socket overruns (events lost, then resynced).",
-            c.overruns,
-        ),
-        (
-            "conntrack_malformed_total",
-            "ctnetlink messages that could not be decoded.",
-            c.malformed,
-        ),
-        (
-            "conntrack_over_limit_total",
-            "Flows not tracked because the tracker was full.",
-            c.over_limit,
-        ),
-    ] {
-        let _ = writeln!(
-            o,
-            "# HELP offloadd_{name} {help}\n# TYPE offloadd_{name} counter\noffloadd_{name} {v}"
-        );
-    }
-    o
-}
-
 #[cfg(test)]
-#[path = "report_tests.rs"]
+#[path = "tests.rs"]
 mod tests;
