@@ -55,3 +55,25 @@ fn missing_config_is_exit_2_with_path() {
         "cause printed twice: {err}"
     );
 }
+
+#[test]
+fn status_without_a_daemon_says_how_to_start_it() {
+    let (code, _, err) = offloadd(&["--socket", "/nonexistent/offloadd.sock", "status"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("offloadd is not running (nothing answers on /nonexistent/offloadd.sock)"),
+        "{err}"
+    );
+    assert!(err.contains("systemctl start offloadd"), "{err}");
+}
+
+#[test]
+fn metrics_without_a_daemon_report_down() {
+    let (code, out, err) = offloadd(&["--socket", "/nonexistent/offloadd.sock", "metrics"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "# HELP offloadd_up Whether the offloadd daemon answered.\n# TYPE offloadd_up gauge\noffloadd_up 0\n"
+    );
+    assert!(err.contains("offloadd is not running"), "{err}");
+}
