@@ -116,35 +116,11 @@ pub struct Counters {
 }
 
 /// What identifies a connection: conntrack itself keys entries by original tuple and zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FlowKey {
     pub proto: u8,
     pub zone: u16,
     pub orig: Tuple,
-}
-
-/// One `write` of the packed key instead of a dozen small ones: a full resync hashes
-/// every entry of the table, and the keyed (DoS-resistant) default hasher is paid per
-/// call. Equal keys pack to equal bytes, so this agrees with `Eq`.
-impl std::hash::Hash for FlowKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut b = [0u8; 40];
-        b[0] = self.proto;
-        b[1..3].copy_from_slice(&self.zone.to_ne_bytes());
-        b[3..5].copy_from_slice(&self.orig.sport.to_ne_bytes());
-        b[5..7].copy_from_slice(&self.orig.dport.to_ne_bytes());
-        for (i, a) in [self.orig.src, self.orig.dst].into_iter().enumerate() {
-            let at = 8 + 16 * i;
-            match a {
-                IpAddr::V4(v4) => {
-                    b[7] |= 1 << i;
-                    b[at..at + 4].copy_from_slice(&v4.octets());
-                }
-                IpAddr::V6(v6) => b[at..at + 16].copy_from_slice(&v6.octets()),
-            }
-        }
-        state.write(&b);
-    }
 }
 
 /// One conntrack entry, decoded. Only TCP and UDP entries are ever produced: nothing
