@@ -47,6 +47,17 @@ pub enum WatchLine {
     Error(String),
 }
 
+impl WatchLine {
+    /// The next line for a watcher's subscriber; `None` once the watcher is gone.
+    pub async fn next(rx: &mut tokio::sync::broadcast::Receiver<Transition>) -> Option<WatchLine> {
+        match rx.recv().await {
+            Ok(t) => Some(WatchLine::Transition(t)),
+            Err(RecvError::Lagged(n)) => Some(WatchLine::Lagged(n)),
+            Err(RecvError::Closed) => None,
+        }
+    }
+}
+
 /// What the server needs: the daemon's view and the watcher, if it runs.
 #[derive(Clone)]
 pub struct Shared {
@@ -145,10 +156,8 @@ async fn watch(shared: &Shared, mut write: tokio::net::unix::OwnedWriteHalf) -> 
     };
     let mut rx = w.subscribe();
     loop {
-        let line = match rx.recv().await {
-            Ok(t) => WatchLine::Transition(t),
-            Err(RecvError::Lagged(n)) => WatchLine::Lagged(n),
-            Err(RecvError::Closed) => return Ok(()),
+        let Some(line) = WatchLine::next(&mut rx).await else {
+            return Ok(());
         };
         let mut text = serde_json::to_string(&line)?;
         text.push('\n');

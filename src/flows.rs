@@ -64,10 +64,8 @@ pub fn watch(
         })?;
         let mut rx = w.subscribe();
         loop {
-            let line = match rx.recv().await {
-                Ok(t) => WatchLine::Transition(t),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => WatchLine::Lagged(n),
-                Err(_) => return Ok(Source::Kernel),
+            let Some(line) = WatchLine::next(&mut rx).await else {
+                return Ok(Source::Kernel);
             };
             if !f(line) {
                 return Ok(Source::Kernel);
