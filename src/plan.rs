@@ -4,7 +4,7 @@
 //! printed as nft syntax (`offloadd plan`, golden tests) and handed to `nft` to apply.
 //! Nothing here touches the kernel.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::config::{Config, Exclude, IpPrefix, L4Proto, PortRange};
@@ -14,6 +14,9 @@ use crate::link::LinkSnapshot;
 pub const TABLE: &str = "offloadd";
 /// Our flowtable inside `TABLE`.
 pub const FLOWTABLE: &str = "ft";
+/// With `hardware = "auto"` and only some devices accepting hardware offload: the software
+/// flowtable for the devices that refused (`FLOWTABLE` is then the hardware one).
+pub const FLOWTABLE_SW: &str = "ft_sw";
 /// Our base chain inside `TABLE`.
 pub const CHAIN: &str = "forward";
 /// Forward hook priority: filter (0) + 10, so a packet reaches us only after every
@@ -30,11 +33,20 @@ pub struct Desired {
     /// The flowtable, or `None` where the kernel has no flowtables and a caller (the
     /// host-kernel tests, the apply benchmark) wants the rest of the ruleset anyway.
     pub flowtable: Option<Flowtable>,
+    /// The split layout (see `FLOWTABLE_SW`): the devices that refused hardware, on
+    /// software. When present, `flow add @ft` is limited to flows whose input and output
+    /// devices are both in `ft`, and every other flow goes to `ft_sw`. A device can be in
+    /// only one flowtable of a table, so a flow between the two halves is fast only in the
+    /// direction that enters a software device.
+    pub fallback: Option<Flowtable>,
     /// `return` rules, in order, before `flow add`.
     pub excludes: Vec<ExcludeRule>,
     /// Configured devices absent when planned: left out (naming an absent device makes the
     /// kernel refuse the whole batch with ENOENT) and added when they appear.
     pub missing: Vec<String>,
+    /// Configured devices that the flowtables name through others (hardware mode:
+    /// bridge -> ports, VLAN -> parent).
+    pub via: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -78,7 +90,9 @@ impl PlanError {
 /// Computes the ruleset for `cfg` given the links that exist now.
 ///
 /// The hardware flag is set when the config asks for hardware (`auto` or `require`);
-/// whether the devices accept it is the apply step's question (a trial batch).
+/// whether the devices accept it is the apply step's question (a trial batch). With the
+/// flag, bridges and VLANs are replaced by their lower devices (as fw4 does): the driver
+/// that sets up the hardware flow is the port's, not the bridge's.
 pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
     let (present, missing): (Vec<_>, Vec<_>) = cfg
         .offload
@@ -86,18 +100,34 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         .iter()
         .cloned()
         .partition(|d| links.contains(d));
+    let hw_offload = cfg.offload.hardware != crate::config::Hardware::Off;
+    let mut via = BTreeMap::new();
+    let mut devices = BTreeSet::new();
+    for d in present {
+        let names = if hw_offload {
+            links.hardware_devices(&d)
+        } else {
+            vec![d.clone()]
+        };
+        if names != [d.as_str()] {
+            via.insert(d, names.clone());
+        }
+        devices.extend(names);
+    }
     let mut excludes = Vec::new();
     for e in &cfg.offload.exclude {
         excludes.extend(expand(e)?);
     }
     Ok(Desired {
         flowtable: Some(Flowtable {
-            devices: present.into_iter().collect(),
+            devices,
             counter: cfg.offload.counter,
-            hw_offload: cfg.offload.hardware != crate::config::Hardware::Off,
+            hw_offload,
         }),
+        fallback: None,
         excludes,
         missing,
+        via,
     })
 }
 
@@ -163,23 +193,80 @@ impl Desired {
     pub fn without_flowtable(&self) -> Desired {
         Desired {
             flowtable: None,
+            fallback: None,
             ..self.clone()
         }
     }
 
-    /// The same ruleset with hardware offload switched off (the `auto` fallback).
+    /// The same ruleset with hardware offload switched off (the `auto` fallback when no
+    /// device accepts it): one software flowtable over every device.
     pub fn software_only(&self) -> Desired {
         let mut d = self.clone();
+        let rest = d.fallback.take();
         if let Some(ft) = &mut d.flowtable {
             ft.hw_offload = false;
+            ft.devices.extend(rest.into_iter().flat_map(|f| f.devices));
         }
         d
     }
 
+    /// The split layout: hardware `ft` over `accepted`, software `ft_sw` over the rest.
+    pub fn split(&self, refused: &BTreeSet<String>) -> Desired {
+        let mut d = self.software_only();
+        if let Some(ft) = &mut d.flowtable {
+            let (rest, accepted) = ft
+                .devices
+                .iter()
+                .cloned()
+                .partition(|x| refused.contains(x));
+            d.fallback = Some(Flowtable {
+                devices: rest,
+                counter: ft.counter,
+                hw_offload: false,
+            });
+            ft.devices = accepted;
+            ft.hw_offload = true;
+        }
+        d
+    }
+
+    /// Leaves `device` out of every flowtable (the kernel refused it).
+    pub fn remove_device(&mut self, device: &str) {
+        for ft in self.flowtable.iter_mut().chain(self.fallback.iter_mut()) {
+            ft.devices.remove(device);
+        }
+    }
+
+    /// Our flowtables by name.
+    pub fn flowtables(&self) -> impl Iterator<Item = (&'static str, &Flowtable)> {
+        let ft = self.flowtable.iter().map(|f| (FLOWTABLE, f));
+        ft.chain(self.fallback.iter().map(|f| (FLOWTABLE_SW, f)))
+    }
+
     pub fn devices(&self) -> impl Iterator<Item = &str> {
-        self.flowtable
-            .iter()
-            .flat_map(|ft| ft.devices.iter().map(String::as_str))
+        self.flowtables()
+            .flat_map(|(_, ft)| ft.devices.iter().map(String::as_str))
+    }
+
+    /// Whether `other` differs from `self` only in which devices the flowtables hold, so
+    /// the kernel can be brought from one to the other by adding and removing hooks
+    /// (NEWFLOWTABLE / DELFLOWTABLE on the live flowtable) without recreating anything.
+    /// In the split layout `ft`'s devices are also in a rule, so they must not change.
+    pub fn differs_only_in_devices(&self, other: &Desired) -> bool {
+        let shape = |d: &Desired| {
+            let mut d = d.clone();
+            d.missing.clear();
+            d.via.clear();
+            let split = d.fallback.is_some();
+            for ft in d.flowtable.iter_mut().filter(|_| !split) {
+                ft.devices.clear();
+            }
+            if let Some(f) = &mut d.fallback {
+                f.devices.clear();
+            }
+            d
+        };
+        shape(self) == shape(other)
     }
 }
 
@@ -218,8 +305,8 @@ impl fmt::Display for ExcludeRule {
 impl fmt::Display for Desired {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "table inet {TABLE} {{")?;
-        if let Some(ft) = &self.flowtable {
-            writeln!(f, "\tflowtable {FLOWTABLE} {{")?;
+        for (name, ft) in self.flowtables() {
+            writeln!(f, "\tflowtable {name} {{")?;
             writeln!(f, "\t\thook ingress priority {FLOWTABLE_PRIORITY}")?;
             if !ft.devices.is_empty() {
                 let devs: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
@@ -241,11 +328,21 @@ impl fmt::Display for Desired {
         for r in &self.excludes {
             writeln!(f, "\t\t{r}")?;
         }
-        if self.flowtable.is_some() {
-            writeln!(
+        match (&self.flowtable, &self.fallback) {
+            (Some(ft), Some(_)) => {
+                let names: Vec<String> = ft.devices.iter().map(|d| format!("\"{d}\"")).collect();
+                let set = names.join(", ");
+                writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
+                writeln!(
+                    f,
+                    "\t\tct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE_SW}"
+                )?;
+            }
+            (Some(_), None) => writeln!(
                 f,
                 "\t\tct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
-            )?;
+            )?,
+            _ => {}
         }
         writeln!(f, "\t}}")?;
         writeln!(f, "}}")

@@ -122,3 +122,65 @@ fn without_flowtable_drops_flow_add() {
         "{out}"
     );
 }
+
+fn bridge_links() -> LinkSnapshot {
+    let mut links = LinkSnapshot::from_names(["br-lan", "lan1", "lan2", "eth0", "eth0.2"]);
+    links.set_lowers("br-lan", vec!["lan1".into(), "lan2".into()]);
+    links.set_lowers("eth0.2", vec!["eth0".into()]);
+    links
+}
+
+#[test]
+fn hardware_names_bridge_ports_and_vlan_parents_software_the_upper_devices() {
+    let toml =
+        |hw: &str| format!("[offload]\ndevices = [\"br-lan\", \"eth0.2\"]\nhardware = \"{hw}\"\n");
+    let hw = plan(&parse_toml(&toml("auto")).unwrap(), &bridge_links()).unwrap();
+    let ft = hw.flowtable.as_ref().unwrap();
+    assert_eq!(
+        ft.devices.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["eth0", "lan1", "lan2"]
+    );
+    assert_eq!(hw.via["br-lan"], ["lan1", "lan2"]);
+    assert_eq!(hw.via["eth0.2"], ["eth0"]);
+
+    let sw = plan(&parse_toml(&toml("off")).unwrap(), &bridge_links()).unwrap();
+    let ft = sw.flowtable.as_ref().unwrap();
+    assert_eq!(
+        ft.devices.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["br-lan", "eth0.2"]
+    );
+    assert!(sw.via.is_empty());
+}
+
+#[test]
+fn split_layout_limits_the_hardware_rule_to_its_devices() {
+    let cfg =
+        parse_toml("[offload]\ndevices = [\"br-lan\", \"wan\"]\nhardware = \"auto\"\n").unwrap();
+    let mut links = LinkSnapshot::from_names(["br-lan", "lan1", "lan2", "wan"]);
+    links.set_lowers("br-lan", vec!["lan1".into(), "lan2".into()]);
+    let d = plan(&cfg, &links).unwrap();
+    let refused: BTreeSet<String> = ["wan".to_string()].into();
+    golden("split", &d.split(&refused).to_string());
+}
+
+#[test]
+fn device_only_differences_are_recognised() {
+    let cfg = parse_toml("[offload]\ndevices = [\"a\", \"b\"]\nhardware = \"off\"\n").unwrap();
+    let one = plan(&cfg, &LinkSnapshot::from_names(["a"])).unwrap();
+    let two = plan(&cfg, &LinkSnapshot::from_names(["a", "b"])).unwrap();
+    assert!(one.differs_only_in_devices(&two));
+    let counter_off =
+        parse_toml("[offload]\ndevices = [\"a\", \"b\"]\nhardware = \"off\"\ncounter = false\n")
+            .unwrap();
+    let other = plan(&counter_off, &LinkSnapshot::from_names(["a", "b"])).unwrap();
+    assert!(!two.differs_only_in_devices(&other), "flags differ");
+    // In the split layout ft's devices are in a rule: changing them is not hooks only.
+    let sw: BTreeSet<String> = ["b".to_string()].into();
+    let split = two.split(&sw);
+    let mut more = split.clone();
+    more.flowtable.as_mut().unwrap().devices.insert("c".into());
+    assert!(!split.differs_only_in_devices(&more));
+    let mut rest = split.clone();
+    rest.fallback.as_mut().unwrap().devices.insert("c".into());
+    assert!(split.differs_only_in_devices(&rest));
+}

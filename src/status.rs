@@ -51,6 +51,24 @@ pub struct Refusal {
 pub struct Device {
     pub name: String,
     pub state: DeviceState,
+    /// The devices the flowtable names for it, when not itself (hardware mode resolves
+    /// bridges and VLANs to their ports and parents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<String>,
+    /// Why it is not on the path it was asked for (the kernel's reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+impl Device {
+    pub fn new(name: &str, state: DeviceState) -> Device {
+        Device {
+            name: name.into(),
+            state,
+            via: vec![],
+            why: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +80,8 @@ pub enum DeviceState {
     Hardware,
     /// Configured but absent; added when it appears.
     Missing,
+    /// Present, but the kernel refused it (see `why`); retried when it changes.
+    Refused,
     /// Observe mode: covered by another table's flowtable.
     Observed,
     /// Observe mode: in no flowtable at all.
@@ -74,6 +94,7 @@ impl DeviceState {
             DeviceState::InFlowtable => "in flowtable (software)",
             DeviceState::Hardware => "in flowtable (hardware)",
             DeviceState::Missing => "missing (added when it appears)",
+            DeviceState::Refused => "refused by the kernel",
             DeviceState::Observed => "in another table's flowtable",
             DeviceState::NotOffloaded => "in no flowtable",
         }

@@ -8,22 +8,30 @@ mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Config, Mode};
+use crate::config::{self, Config, Hardware, Mode};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
-use crate::link::LinkSnapshot;
+use crate::link::{self, LinkSnapshot};
 use crate::nft::{Actual, Applied, HardwareOutcome, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
 use crate::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and apply.
-const DEVICE_RACE_RETRIES: usize = 3;
+const DEVICE_RACE_RETRIES: usize = 5;
+/// How long to wait for the link watcher to report the device that vanished.
+const DEVICE_RACE_WAIT: Duration = Duration::from_millis(50);
+/// A burst of link events (a bridge and its ports, a VLAN and its parent's update)
+/// settles for this long before the flowtable is converged once.
+const LINK_SETTLE: Duration = Duration::from_millis(20);
+
+type Links = watch::Receiver<LinkSnapshot>;
 
 pub struct RunOptions {
     pub config: PathBuf,
@@ -66,32 +74,52 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
     }
 }
 
-async fn apply(nft: &NftHandle, cfg: &Config, path: &Path) -> anyhow::Result<Applied> {
+/// The devices to plan with: the link watcher's snapshot and, when hardware offload is
+/// asked for, the lower devices of the configured ones (from sysfs, as fw4 does).
+fn links_for(cfg: &Config, links: &Links) -> LinkSnapshot {
+    let mut snap = links.borrow().clone();
+    if cfg.offload.hardware != Hardware::Off {
+        for d in &cfg.offload.devices {
+            if snap.contains(d) {
+                let lowers = link::lower_devices(Path::new(link::SYSFS_NET), d);
+                snap.set_lowers(d, lowers);
+            }
+        }
+    }
+    snap
+}
+
+async fn apply(
+    nft: &NftHandle,
+    cfg: &Config,
+    path: &Path,
+    links: &Links,
+) -> anyhow::Result<Applied> {
     let mut tries = 0;
     loop {
-        let links = LinkSnapshot::current().context("listing network devices")?;
-        let desired = plan(cfg, &links)
+        let desired = plan(cfg, &links_for(cfg, links))
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
-        for dev in &desired.missing {
-            warn!(device = %dev, "configured device does not exist; left out of the flowtable");
-        }
         match nft.apply(desired, cfg.offload.hardware).await {
             Err(NftError::DeviceGone { devices }) if tries < DEVICE_RACE_RETRIES => {
                 tries += 1;
                 warn!(devices = ?devices, "a device vanished while applying; planning again");
+                tokio::time::sleep(DEVICE_RACE_WAIT).await;
             }
             Err(e) => return Err(e.into()),
             Ok(a) => {
                 let devices: Vec<&str> = a.desired.devices().collect();
                 if a.changed {
-                    info!(table = TABLE, devices = ?devices, hardware = %a.hardware, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
+                    info!(table = TABLE, devices = ?devices, missing = ?a.desired.missing, hardware = %a.hardware, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
                 } else {
-                    info!(table = TABLE, "ruleset unchanged");
+                    debug!(table = TABLE, "ruleset unchanged");
                 }
-                if let HardwareOutcome::Fallback { refused } = &a.hardware {
+                if let HardwareOutcome::Fallback { refused, .. } = &a.hardware {
                     for (dev, why) in refused {
                         warn!(device = %dev, reason = %why, "hardware offload refused; device uses software offload");
                     }
+                }
+                for (dev, why) in &a.left_out {
+                    warn!(device = %dev, reason = %why, "the kernel refused this device; left out of the flowtable");
                 }
                 return Ok(a);
             }
@@ -105,10 +133,11 @@ async fn apply_and_record(
     nft: &NftHandle,
     cfg: &Config,
     path: &Path,
+    links: &Links,
     status: &Mutex<Status>,
 ) -> anyhow::Result<Applied> {
     let started = Instant::now();
-    let result = apply(nft, cfg, path).await;
+    let result = apply(nft, cfg, path, links).await;
     let mut st = status.lock().unwrap();
     match &result {
         Ok(a) => view::applied(&mut st, cfg, a),
@@ -127,6 +156,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let listener = control::bind(&opts.socket)?;
     let _socket_file = RemoveOnDrop(opts.socket.clone());
     let nft = NftHandle::spawn()?;
+    let mut links = link::spawn_link_watcher()
+        .await
+        .context("watching network devices (rtnetlink link events)")?;
+    let mut links_alive = true;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -156,7 +189,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     match &role {
         Role::Manage { why } => {
             info!(why = %why, "managing table inet offloadd");
-            apply_and_record(&nft, &cfg, &opts.config, &status).await?;
+            apply_and_record(&nft, &cfg, &opts.config, &links, &status).await?;
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
@@ -188,8 +221,29 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 if let Role::Manage { .. } = role {
-                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &status).await {
+                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status).await {
                         error!("{e:#}; the running ruleset is unchanged");
+                    }
+                }
+            }
+            changed = links.changed(), if links_alive => {
+                if changed.is_err() {
+                    error!("the link watcher stopped; devices that appear later are not added until a reload");
+                    links_alive = false;
+                    continue;
+                }
+                tokio::time::sleep(LINK_SETTLE).await;
+                links.borrow_and_update();
+                match role {
+                    Role::Manage { .. } => {
+                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status).await {
+                            error!("{e:#}; the running ruleset is unchanged");
+                        }
+                    }
+                    Role::Observe { .. } => {
+                        if let Ok(actual) = nft.read().await {
+                            view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
+                        }
                     }
                 }
             }

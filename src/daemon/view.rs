@@ -58,14 +58,12 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
                     .foreign_flowtables
                     .iter()
                     .any(|ft| ft.devices.contains(d));
-                Device {
-                    name: d.clone(),
-                    state: if covered {
-                        DeviceState::Observed
-                    } else {
-                        DeviceState::NotOffloaded
-                    },
-                }
+                let state = if covered {
+                    DeviceState::Observed
+                } else {
+                    DeviceState::NotOffloaded
+                };
+                Device::new(d, state)
             })
             .collect();
         st.hardware.state = "none".into();
@@ -91,40 +89,31 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
         st.kernel_flowtables = Some(true);
     }
     st.owner_flag = Some(a.owner);
-    let refused: Vec<Refusal> = match &a.hardware {
-        HardwareOutcome::Fallback { refused } => refused
-            .iter()
-            .map(|(d, r)| Refusal {
-                device: d.clone(),
-                reason: r.clone(),
-            })
-            .collect(),
-        _ => vec![],
+    let (refused, accepted): (Vec<Refusal>, Vec<String>) = match &a.hardware {
+        HardwareOutcome::Fallback { refused, accepted } => (
+            refused
+                .iter()
+                .map(|(d, r)| Refusal {
+                    device: d.clone(),
+                    reason: r.clone(),
+                })
+                .collect(),
+            accepted.clone(),
+        ),
+        _ => (vec![], vec![]),
     };
-    st.hardware.state = match a.hardware {
-        HardwareOutcome::Off => "off",
-        HardwareOutcome::Active => "active",
-        HardwareOutcome::Fallback { .. } => "fallback (software offload)",
+    st.hardware.state = match (&a.hardware, accepted.is_empty()) {
+        (HardwareOutcome::Off, _) => "off",
+        (HardwareOutcome::Active, _) => "active",
+        (HardwareOutcome::Fallback { .. }, true) => "fallback (software offload)",
+        (HardwareOutcome::Fallback { .. }, false) => "partial (refusing devices on software)",
     }
     .into();
-    let hw = matches!(a.hardware, HardwareOutcome::Active);
     st.devices = cfg
         .offload
         .devices
         .iter()
-        .map(|d| {
-            let state = if a.desired.missing.contains(d) {
-                DeviceState::Missing
-            } else if hw {
-                DeviceState::Hardware
-            } else {
-                DeviceState::InFlowtable
-            };
-            Device {
-                name: d.clone(),
-                state,
-            }
-        })
+        .map(|d| device_state(d, a, &refused))
         .collect();
     st.warnings = a
         .desired
@@ -136,6 +125,11 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
                 .iter()
                 .map(|r| format!("{}: hardware offload refused: {}", r.device, r.reason)),
         )
+        .chain(
+            a.left_out
+                .iter()
+                .map(|(d, why)| format!("{d}: left out of the flowtable: {why}")),
+        )
         .collect();
     st.hardware.refused = refused;
     st.last_apply = Some(LastApply {
@@ -146,10 +140,63 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
     });
 }
 
+/// Where configured device `name` ended up: the kernel devices it stands for, whether
+/// they are on hardware, software, or refused, and why.
+fn device_state(name: &str, a: &Applied, hw_refused: &[Refusal]) -> Device {
+    if a.desired.missing.iter().any(|m| m == name) {
+        return Device::new(name, DeviceState::Missing);
+    }
+    let via = a.desired.via.get(name).cloned().unwrap_or_default();
+    let kernel_devices = if via.is_empty() {
+        vec![name.to_string()]
+    } else {
+        via.clone()
+    };
+    let mut why: Vec<String> = Vec::new();
+    let left: Vec<&str> = a
+        .left_out
+        .iter()
+        .filter(|(d, _)| kernel_devices.contains(d))
+        .map(|(d, r)| {
+            why.push(format!("{d}: {r}"));
+            d.as_str()
+        })
+        .collect();
+    for r in hw_refused
+        .iter()
+        .filter(|r| kernel_devices.contains(&r.device))
+    {
+        why.push(format!("{}: hardware refused: {}", r.device, r.reason));
+    }
+    let hw =
+        a.desired.flowtable.as_ref().is_some_and(|ft| {
+            ft.hw_offload && kernel_devices.iter().all(|d| ft.devices.contains(d))
+        });
+    let state = if left.len() == kernel_devices.len() {
+        DeviceState::Refused
+    } else if hw {
+        DeviceState::Hardware
+    } else {
+        DeviceState::InFlowtable
+    };
+    Device {
+        name: name.into(),
+        state,
+        via,
+        why: (!why.is_empty()).then(|| why.join("; ")),
+    }
+}
+
 /// A failed apply or reload: the previous ruleset stays, and status says so.
 pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
     if let Some(NftError::NoFlowtableSupport) = error.downcast_ref::<NftError>() {
         st.kernel_flowtables = Some(false);
+    }
+    if let Some(NftError::HardwareRefused { devices, reason }) = error.downcast_ref::<NftError>() {
+        for d in st.devices.iter_mut().filter(|d| devices.contains(&d.name)) {
+            d.state = DeviceState::Refused;
+            d.why = Some(format!("hardware refused: {reason}"));
+        }
     }
     let text = format!("{error:#}");
     st.warnings.push(format!("last apply failed: {text}"));

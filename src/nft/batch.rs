@@ -11,7 +11,8 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, T
 use super::socket::messages;
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
-    Desired, ExcludeRule, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE,
+    Desired, ExcludeRule, Flowtable, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY,
+    FLOWTABLE_SW, TABLE,
 };
 
 /// What a message in a batch creates or deletes.
@@ -35,6 +36,8 @@ pub enum Object {
     },
     /// The `{ tcp, udp }` set and its elements.
     ProtoSet,
+    /// A set of interface names (split layout) and its elements.
+    DeviceSet,
     FlowAdd,
 }
 
@@ -152,30 +155,10 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
     batch.add(&TableMsg::new(TABLE, flags.bits()), MsgType::Add);
     labels.push(Object::Table);
 
-    if let Some(ft) = &desired.flowtable {
-        let mut bits = 0;
-        if ft.counter {
-            bits |= sys::NFT_FLOWTABLE_COUNTER;
-        }
-        if ft.hw_offload {
-            bits |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
-        }
-        let devices: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
-        batch.add(
-            &FlowtableMsg::new(
-                TABLE,
-                FLOWTABLE,
-                FLOWTABLE_PRIORITY,
-                devices.iter().copied(),
-                bits,
-            ),
-            MsgType::Add,
-        );
-        labels.push(Object::Flowtable {
-            name: FLOWTABLE.into(),
-            devices: devices.iter().map(|d| d.to_string()).collect(),
-            hw_offload: ft.hw_offload,
-        });
+    for (ft_name, ft) in desired.flowtables() {
+        let (msg, label) = flowtable_msg(ft_name, ft, ft.devices.iter().map(String::as_str));
+        batch.add(&msg, MsgType::Add);
+        labels.push(label);
     }
 
     let table = Table::new(name(TABLE), ProtoFamily::Inet);
@@ -194,30 +177,80 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
         });
     }
 
-    if desired.flowtable.is_some() {
-        let mut set: Set<L4ProtoKey> = Set::new(c"__set%d", 1, &table, ProtoFamily::Inet);
-        set.add(&L4ProtoKey(libc::IPPROTO_TCP as u8));
-        set.add(&L4ProtoKey(libc::IPPROTO_UDP as u8));
-        batch.add(&set, MsgType::Add);
-        labels.push(Object::ProtoSet);
-        for elems in set.elems_iter() {
-            batch.add(&elems, MsgType::Add);
-            labels.push(Object::ProtoSet);
+    let mut set_id = 0;
+    let mut next_set = || {
+        set_id += 1;
+        set_id
+    };
+    match (&desired.flowtable, &desired.fallback) {
+        (Some(ft), Some(_)) => {
+            let devices: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
+            let within = Some(devices.as_slice());
+            let mut r = FlowAddRule::new(&table, within, &mut next_set);
+            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE);
+            let mut r = FlowAddRule::new(&table, None, &mut next_set);
+            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE_SW);
         }
-        let mut rule = Rule::new(&chain);
-        // ct state established
-        rule.add_expr(&Conntrack::State);
-        rule.add_expr(&Bitwise::new(
-            2u32, /* NF_CT_STATE_BIT(IP_CT_ESTABLISHED) */
-            0u32,
-        ));
-        rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
-        // meta l4proto { tcp, udp }
-        rule.add_expr(&Meta::L4Proto);
-        rule.add_expr(&Lookup::new(&set));
-        rule.add_expr(&FlowOffload(name(FLOWTABLE)));
-        batch.add(&rule, MsgType::Add);
-        labels.push(Object::FlowAdd);
+        (Some(_), None) => {
+            let mut r = FlowAddRule::new(&table, None, &mut next_set);
+            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE);
+        }
+        _ => {}
+    }
+    BuiltBatch::from_batch(batch, labels)
+}
+
+/// NEWFLOWTABLE (create, flags and priority as given) or, for an existing flowtable, the
+/// update that adds `devices` as hooks: the kernel keeps the flowtable and its offloaded
+/// flows. An update must carry the same flags, or `counter` is silently dropped.
+fn flowtable_msg<'a>(
+    ft_name: &str,
+    ft: &Flowtable,
+    devices: impl Iterator<Item = &'a str>,
+) -> (FlowtableMsg, Object) {
+    let mut bits = 0;
+    if ft.counter {
+        bits |= sys::NFT_FLOWTABLE_COUNTER;
+    }
+    if ft.hw_offload {
+        bits |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
+    }
+    let msg = FlowtableMsg::new(TABLE, ft_name, FLOWTABLE_PRIORITY, devices, bits);
+    let label = Object::Flowtable {
+        name: ft_name.into(),
+        devices: msg.device_names(),
+        hw_offload: ft.hw_offload,
+    };
+    (msg, label)
+}
+
+/// Hook changes for one live flowtable: devices to add and to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceChange<'a> {
+    pub name: &'static str,
+    pub flowtable: &'a Flowtable,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+/// One batch that changes only flowtable hooks: NEWFLOWTABLE with the devices to add,
+/// DELFLOWTABLE with the hooks to remove (the kernel deletes just those hooks when the
+/// message names devices). Flows on other devices stay offloaded.
+pub fn update_devices(changes: &[DeviceChange]) -> BuiltBatch {
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    for c in changes {
+        if !c.remove.is_empty() {
+            let (msg, label) =
+                flowtable_msg(c.name, c.flowtable, c.remove.iter().map(String::as_str));
+            batch.add(&msg, MsgType::Del);
+            labels.push(label);
+        }
+        if !c.add.is_empty() {
+            let (msg, label) = flowtable_msg(c.name, c.flowtable, c.add.iter().map(String::as_str));
+            batch.add(&msg, MsgType::Add);
+            labels.push(label);
+        }
     }
     BuiltBatch::from_batch(batch, labels)
 }
@@ -229,12 +262,16 @@ pub fn delete() -> BuiltBatch {
     BuiltBatch::from_batch(batch, vec![Object::DeleteTable])
 }
 
-/// A trial batch for hardware offload on `devices`: a throwaway flowtable `probe` with
-/// `flags offload`, never committed. The table message is an update when our table
-/// exists and a (discarded) creation when it does not.
-pub fn probe(devices: &[&str], hw_offload: bool, flags: TableFlags) -> BuiltBatch {
+/// Table for trials only: created inside batches that are never committed, so it never
+/// exists and a device already hooked by our `ft` can still be probed (a device may be
+/// in only one flowtable per table).
+pub const PROBE_TABLE: &str = "offloadd_probe";
+
+/// A trial batch for a flowtable on `devices` alone (`flags offload` with `hw_offload`),
+/// in `PROBE_TABLE`, never committed.
+pub fn probe(devices: &[&str], hw_offload: bool) -> BuiltBatch {
     let mut batch = Batch::new();
-    batch.add(&TableMsg::new(TABLE, flags.bits()), MsgType::Add);
+    batch.add(&TableMsg::new(PROBE_TABLE, 0), MsgType::Add);
     let bits = if hw_offload {
         sys::NFT_FLOWTABLE_HW_OFFLOAD
     } else {
@@ -242,7 +279,7 @@ pub fn probe(devices: &[&str], hw_offload: bool, flags: TableFlags) -> BuiltBatc
     };
     batch.add(
         &FlowtableMsg::new(
-            TABLE,
+            PROBE_TABLE,
             "probe",
             FLOWTABLE_PRIORITY,
             devices.iter().copied(),
@@ -261,6 +298,89 @@ pub fn probe(devices: &[&str], hw_offload: bool, flags: TableFlags) -> BuiltBatc
             },
         ],
     )
+}
+
+/// Interface names as set elements of type ifname (nft datatype 41, IFNAMSIZ bytes).
+struct IfNameKey(String);
+
+impl SetKey for IfNameKey {
+    const TYPE: u32 = 41;
+    const LEN: u32 = libc::IFNAMSIZ as u32;
+    fn data(&self) -> Box<[u8]> {
+        let mut b = vec![0u8; libc::IFNAMSIZ];
+        let n = self.0.len().min(libc::IFNAMSIZ - 1);
+        b[..n].copy_from_slice(&self.0.as_bytes()[..n]);
+        b.into_boxed_slice()
+    }
+}
+
+/// `[iifname {..} oifname {..}] ct state established meta l4proto { tcp, udp } flow add
+/// @<ft>`, with the anonymous sets it looks up (each set can serve one lookup only).
+struct FlowAddRule<'a> {
+    protos: Set<'a, L4ProtoKey>,
+    /// The same device names twice: one set for iifname, one for oifname.
+    within: Option<(Set<'a, IfNameKey>, Set<'a, IfNameKey>)>,
+}
+
+impl<'a> FlowAddRule<'a> {
+    fn new(table: &'a Table, within: Option<&[&str]>, next_id: &mut impl FnMut() -> u32) -> Self {
+        let mut protos: Set<L4ProtoKey> = Set::new(c"__set%d", next_id(), table, ProtoFamily::Inet);
+        protos.add(&L4ProtoKey(libc::IPPROTO_TCP as u8));
+        protos.add(&L4ProtoKey(libc::IPPROTO_UDP as u8));
+        let within = within.map(|devices| {
+            let mut make = || {
+                let mut s: Set<IfNameKey> =
+                    Set::new(c"__set%d", next_id(), table, ProtoFamily::Inet);
+                for d in devices {
+                    s.add(&IfNameKey(d.to_string()));
+                }
+                s
+            };
+            (make(), make())
+        });
+        FlowAddRule { protos, within }
+    }
+
+    fn add_to(&mut self, batch: &mut Batch, labels: &mut Vec<Object>, chain: &Chain, ft: &str) {
+        let mut sets: Vec<&Set<'a, IfNameKey>> = Vec::new();
+        if let Some((i, o)) = &self.within {
+            sets.extend([i, o]);
+        }
+        for s in &sets {
+            batch.add(*s, MsgType::Add);
+            labels.push(Object::DeviceSet);
+            for elems in s.elems_iter() {
+                batch.add(&elems, MsgType::Add);
+                labels.push(Object::DeviceSet);
+            }
+        }
+        batch.add(&self.protos, MsgType::Add);
+        labels.push(Object::ProtoSet);
+        for elems in self.protos.elems_iter() {
+            batch.add(&elems, MsgType::Add);
+            labels.push(Object::ProtoSet);
+        }
+        let mut rule = Rule::new(chain);
+        if let [i, o] = sets.as_slice() {
+            rule.add_expr(&Meta::IifName);
+            rule.add_expr(&Lookup::new(*i));
+            rule.add_expr(&Meta::OifName);
+            rule.add_expr(&Lookup::new(*o));
+        }
+        // ct state established
+        rule.add_expr(&Conntrack::State);
+        rule.add_expr(&Bitwise::new(
+            2u32, /* NF_CT_STATE_BIT(IP_CT_ESTABLISHED) */
+            0u32,
+        ));
+        rule.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+        // meta l4proto { tcp, udp }
+        rule.add_expr(&Meta::L4Proto);
+        rule.add_expr(&Lookup::new(&self.protos));
+        rule.add_expr(&FlowOffload(name(ft)));
+        batch.add(&rule, MsgType::Add);
+        labels.push(Object::FlowAdd);
+    }
 }
 
 fn exclude_rule<'a>(chain: &'a Chain<'a>, r: &ExcludeRule) -> Rule<'a> {

@@ -26,6 +26,8 @@ pub enum NftError {
     #[error("{what}: {cause} ({name})")]
     Refused {
         what: String,
+        /// The devices of the refused message, when it was a flowtable's.
+        devices: Vec<String>,
         name: &'static str,
         errno: i32,
         cause: String,
@@ -94,8 +96,13 @@ pub fn explain(object: &Object, errno: i32) -> NftError {
         (_, libc::EOPNOTSUPP) => "the kernel does not support this (too old, or a module is missing)".into(),
         (_, e) => format!("unexpected error: {}", std::io::Error::from_raw_os_error(e)),
     };
+    let devices = match object {
+        Object::Flowtable { devices, .. } => devices.clone(),
+        _ => Vec::new(),
+    };
     NftError::Refused {
         what,
+        devices,
         name: errno_name(errno),
         errno,
         cause,
@@ -116,7 +123,8 @@ fn describe(object: &Object) -> String {
         Object::Chain => "chain forward in table inet offloadd".into(),
         Object::Exclude { line, text } => format!("exclusion from config line {line} ({text})"),
         Object::ProtoSet => "set { tcp, udp } in table inet offloadd".into(),
-        Object::FlowAdd => "rule `flow add @ft` in table inet offloadd".into(),
+        Object::DeviceSet => "set of hardware devices in table inet offloadd".into(),
+        Object::FlowAdd => "rule `flow add` in table inet offloadd".into(),
     }
 }
 

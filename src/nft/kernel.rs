@@ -5,40 +5,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nftnl_sys::libc;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{self, BuiltBatch, Object, TableFlags};
 use super::error::{explain, NftError};
+use super::hardware::{apply_with_hardware, HardwareOutcome, Kernel};
 use super::readback::Actual;
 use super::socket::NftSocket;
 use crate::config::Hardware;
 use crate::plan::Desired;
-
-/// Result of the hardware question for one apply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum HardwareOutcome {
-    /// `hardware = "off"`: never tried.
-    Off,
-    /// The flowtable has `flags offload`.
-    Active,
-    /// `hardware = "auto"` and some device refused: software flowtable; (device, why).
-    Fallback { refused: Vec<(String, String)> },
-}
-
-impl std::fmt::Display for HardwareOutcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HardwareOutcome::Off => f.write_str("software (hardware = \"off\")"),
-            HardwareOutcome::Active => f.write_str("hardware"),
-            HardwareOutcome::Fallback { refused } => {
-                let devs: Vec<&str> = refused.iter().map(|(d, _)| d.as_str()).collect();
-                write!(f, "software (hardware refused by {})", devs.join(", "))
-            }
-        }
-    }
-}
 
 /// A successful apply.
 #[derive(Debug, Clone)]
@@ -50,81 +25,10 @@ pub struct Applied {
     pub changed: bool,
     /// Wall time of the whole apply, trials and read-back included.
     pub took: Duration,
+    /// Devices the kernel refused outright, with its reason (left out).
+    pub left_out: Vec<(String, String)>,
     /// Whether the table carries the owner flag.
     pub owner: bool,
-}
-
-/// The kernel operations the hardware decision needs (a fake implements it in tests).
-pub trait Kernel {
-    /// Makes the kernel hold `d`; Ok(false) when it already did.
-    fn apply(&mut self, d: &Desired) -> Result<bool, NftError>;
-    /// Validates `d` without committing it.
-    fn trial(&mut self, d: &Desired) -> Result<(), NftError>;
-    /// Validates a hardware flowtable on `device` alone without committing it.
-    fn probe_hw(&mut self, device: &str) -> Result<(), NftError>;
-}
-
-/// Applies `desired` under the hardware policy. `desired.flowtable.hw_offload` is what
-/// the plan asked for; with `Auto` a refusal falls back to software and names each
-/// device that refused, found by probing devices one at a time.
-pub fn apply_with_hardware<K: Kernel>(
-    k: &mut K,
-    desired: &Desired,
-    hw: Hardware,
-) -> Result<(bool, Desired, HardwareOutcome), NftError> {
-    let wants_hw = desired.flowtable.as_ref().is_some_and(|f| f.hw_offload);
-    if hw == Hardware::Off || !wants_hw {
-        let d = desired.software_only();
-        return Ok((k.apply(&d)?, d, HardwareOutcome::Off));
-    }
-    match k.trial(desired) {
-        Ok(()) => Ok((k.apply(desired)?, desired.clone(), HardwareOutcome::Active)),
-        Err(NftError::HardwareRefused { devices, .. }) => {
-            let mut refused = Vec::new();
-            for dev in &devices {
-                match k.probe_hw(dev) {
-                    Ok(()) => {}
-                    Err(NftError::HardwareRefused { reason, .. }) => {
-                        refused.push((dev.clone(), short_reason(&reason)))
-                    }
-                    Err(e) => refused.push((dev.clone(), e.to_string())),
-                }
-            }
-            if refused.is_empty() {
-                // Each device alone is fine but not together: report the set.
-                refused = devices
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.clone(),
-                            "refused in combination with the other devices".to_string(),
-                        )
-                    })
-                    .collect();
-            }
-            if hw == Hardware::Require {
-                let names = refused.iter().map(|(d, _)| d.clone()).collect();
-                let why = refused
-                    .iter()
-                    .map(|(d, r)| format!("{d}: {r}"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err(NftError::HardwareRefused { devices: names, reason: format!("{why}; hardware = \"require\" refuses to start (use \"auto\" to fall back to software offload)") });
-            }
-            let d = desired.software_only();
-            Ok((k.apply(&d)?, d, HardwareOutcome::Fallback { refused }))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn short_reason(reason: &str) -> String {
-    reason
-        .split(';')
-        .next()
-        .unwrap_or(reason)
-        .trim()
-        .to_string()
 }
 
 /// Owns the netlink socket and what was last applied through it.
@@ -187,7 +91,7 @@ impl Nft {
         if let (Object::Flowtable { devices, .. }, libc::ENOENT) = (&object, errno) {
             // Without nf_flow_table the type lookup fails with ENOENT; a vanished device
             // does too. A flowtable with no devices separates the two.
-            let probe = batch::probe(&[], false, TableFlags { owner: self.owner });
+            let probe = batch::probe(&[], false);
             return match self.send(&probe, true) {
                 Ok(Some((Object::Flowtable { .. }, libc::ENOENT))) => NftError::NoFlowtableSupport,
                 Ok(_) => NftError::DeviceGone {
@@ -214,21 +118,37 @@ impl Nft {
 
 impl Kernel for Nft {
     fn apply(&mut self, desired: &Desired) -> Result<bool, NftError> {
-        if let Some((d, rules)) = &self.applied {
-            if d == desired {
-                let rules = rules.clone();
-                // Still there as we left it? Then there is nothing to send.
-                if self.read()?.verify(desired, &rules, self.owner).is_ok() {
-                    return Ok(false);
-                }
-            }
-        }
         loop {
-            let replace = self.table_exists()?;
-            let b = batch::create(desired, TableFlags { owner: self.owner }, replace);
+            let actual = self.read()?;
+            let b = batch::create(
+                desired,
+                TableFlags { owner: self.owner },
+                actual.table.is_some(),
+            );
+            let rules = b.rule_texts();
+            let previous = self.applied.as_ref().map(|(d, _)| d);
+            if previous == Some(desired) && actual.verify(desired, &rules, self.owner).is_ok() {
+                return Ok(false);
+            }
+            // Only hooks differ (a device came or went): change just those, so flows on
+            // the other devices keep their fast path. fw4 recreates the flowtable here.
+            if previous.is_some_and(|p| p.differs_only_in_devices(desired))
+                && actual.verify_shape(desired, &rules, self.owner).is_ok()
+            {
+                let changes = actual.device_changes(desired);
+                if !changes.is_empty() {
+                    if let Some((o, e)) = self.send(&batch::update_devices(&changes), false)? {
+                        return Err(self.classify(o, e));
+                    }
+                }
+                self.read()?
+                    .verify(desired, &rules, self.owner)
+                    .map_err(NftError::ReadBack)?;
+                self.applied = Some((desired.clone(), rules));
+                return Ok(!changes.is_empty());
+            }
             match self.send(&b, false)? {
                 None => {
-                    let rules = b.rule_texts();
                     self.read()?
                         .verify(desired, &rules, self.owner)
                         .map_err(NftError::ReadBack)?;
@@ -253,12 +173,16 @@ impl Kernel for Nft {
         }
     }
 
-    fn probe_hw(&mut self, device: &str) -> Result<(), NftError> {
-        let b = batch::probe(&[device], true, TableFlags { owner: self.owner });
+    fn probe(&mut self, device: &str, hw: bool) -> Result<(), NftError> {
+        let b = batch::probe(&[device], hw);
         match self.send(&b, true)? {
             None => Ok(()),
             Some((o, e)) => Err(self.classify(o, e)),
         }
+    }
+
+    fn hint(&mut self, device: &str) -> Option<String> {
+        crate::link::hw_tc_offload_hint(device)
     }
 }
 
@@ -309,15 +233,16 @@ impl NftHandle {
                             reply,
                         } => {
                             let start = Instant::now();
-                            let r = apply_with_hardware(&mut nft, &desired, hardware).map(
-                                |(changed, desired, hardware)| Applied {
-                                    desired,
-                                    hardware,
-                                    changed,
+                            let r = apply_with_hardware(&mut nft, &desired, hardware).map(|o| {
+                                Applied {
+                                    desired: o.desired,
+                                    hardware: o.hardware,
+                                    changed: o.changed,
                                     took: start.elapsed(),
                                     owner: nft.owner(),
-                                },
-                            );
+                                    left_out: o.left_out,
+                                }
+                            });
                             let _ = reply.send(r);
                         }
                         Command::Remove { reply } => {
@@ -372,7 +297,3 @@ impl NftHandle {
         self.call(|reply| Command::Read { reply }).await
     }
 }
-
-#[cfg(test)]
-#[path = "kernel_tests.rs"]
-mod tests;

@@ -7,11 +7,13 @@
 
 pub mod batch;
 mod error;
+mod hardware;
 mod kernel;
 mod readback;
 mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
-pub use kernel::{Applied, HardwareOutcome, Kernel, Nft, NftHandle};
+pub use hardware::{apply_with_hardware, HardwareOutcome, Kernel, Outcome};
+pub use kernel::{Applied, Nft, NftHandle};
 pub use readback::Actual;

@@ -5,6 +5,7 @@ use std::io;
 
 use nftnl_sys::libc;
 
+use super::batch::DeviceChange;
 use super::socket::NftSocket;
 use super::sys::{self, ChainInfo, FlowtableInfo, RuleInfo, TableInfo};
 use crate::plan::{Desired, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE};
@@ -63,16 +64,46 @@ impl Actual {
         })
     }
 
-    /// Devices of our flowtable as the kernel reports them.
-    pub fn our_devices(&self) -> Vec<String> {
+    /// Devices of our flowtable `name` as the kernel reports them, sorted.
+    pub fn devices_of(&self, name: &str) -> Vec<String> {
         let mut d: Vec<String> = self
             .flowtables
             .iter()
-            .filter(|f| f.name == FLOWTABLE)
+            .filter(|f| f.name == name)
             .flat_map(|f| f.devices.iter().cloned())
             .collect();
         d.sort();
         d
+    }
+
+    /// Devices of our main flowtable.
+    pub fn our_devices(&self) -> Vec<String> {
+        self.devices_of(FLOWTABLE)
+    }
+
+    /// The hook changes that bring each of our flowtables to `desired`'s devices.
+    pub fn device_changes<'a>(&self, desired: &'a Desired) -> Vec<DeviceChange<'a>> {
+        desired
+            .flowtables()
+            .map(|(name, ft)| {
+                let have = self.devices_of(name);
+                DeviceChange {
+                    name,
+                    flowtable: ft,
+                    add: ft
+                        .devices
+                        .iter()
+                        .filter(|d| !have.contains(d))
+                        .cloned()
+                        .collect(),
+                    remove: have
+                        .into_iter()
+                        .filter(|d| !ft.devices.contains(d))
+                        .collect(),
+                }
+            })
+            .filter(|c| !c.add.is_empty() || !c.remove.is_empty())
+            .collect()
     }
 
     /// Checks that the kernel holds exactly `desired` (with the rule expressions we
@@ -83,37 +114,54 @@ impl Actual {
         expected_rules: &[String],
         owner: bool,
     ) -> Result<(), String> {
+        self.verify_shape(desired, expected_rules, owner)?;
+        for (name, want) in desired.flowtables() {
+            let want_devices: Vec<String> = want.devices.iter().cloned().collect();
+            let have = self.devices_of(name);
+            if have != want_devices {
+                return Err(format!(
+                    "flowtable {name} devices are {have:?}, expected {want_devices:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `verify` without comparing flowtable devices: what must hold before hooks alone
+    /// are changed.
+    pub fn verify_shape(
+        &self,
+        desired: &Desired,
+        expected_rules: &[String],
+        owner: bool,
+    ) -> Result<(), String> {
         let table = self.table.as_ref().ok_or("the table is missing")?;
         if owner && table.flags & sys::NFT_TABLE_F_OWNER == 0 {
             return Err("the table lacks the owner flag".into());
         }
-        match (&desired.flowtable, self.flowtables.as_slice()) {
-            (None, []) => {}
-            (Some(want), [have]) if have.name == FLOWTABLE => {
-                let want_devices: Vec<String> = want.devices.iter().cloned().collect();
-                if self.our_devices() != want_devices {
-                    return Err(format!(
-                        "flowtable devices are {:?}, expected {:?}",
-                        self.our_devices(),
-                        want_devices
-                    ));
-                }
-                let mut flags = 0;
-                if want.counter {
-                    flags |= sys::NFT_FLOWTABLE_COUNTER;
-                }
-                if want.hw_offload {
-                    flags |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
-                }
-                if have.flags != flags || have.priority != FLOWTABLE_PRIORITY {
-                    return Err(format!("flowtable flags {:#x} priority {}, expected {flags:#x} priority {FLOWTABLE_PRIORITY}", have.flags, have.priority));
-                }
+        let want: Vec<&str> = desired.flowtables().map(|(n, _)| n).collect();
+        let mut have: Vec<&str> = self.flowtables.iter().map(|f| f.name.as_str()).collect();
+        have.sort();
+        let mut want_sorted = want.clone();
+        want_sorted.sort();
+        if have != want_sorted {
+            return Err(format!("found flowtables {have:?}, expected {want:?}"));
+        }
+        for (name, want) in desired.flowtables() {
+            let have = self
+                .flowtables
+                .iter()
+                .find(|f| f.name == name)
+                .expect("compared");
+            let mut flags = 0;
+            if want.counter {
+                flags |= sys::NFT_FLOWTABLE_COUNTER;
             }
-            (_, have) => {
-                return Err(format!(
-                    "found flowtables {:?}",
-                    have.iter().map(|f| &f.name).collect::<Vec<_>>()
-                ))
+            if want.hw_offload {
+                flags |= sys::NFT_FLOWTABLE_HW_OFFLOAD;
+            }
+            if have.flags != flags || have.priority != FLOWTABLE_PRIORITY {
+                return Err(format!("flowtable {name} flags {:#x} priority {}, expected {flags:#x} priority {FLOWTABLE_PRIORITY}", have.flags, have.priority));
             }
         }
         match self.chains.as_slice() {

@@ -115,6 +115,13 @@ impl FlowtableMsg {
             flags,
         }
     }
+
+    pub fn device_names(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect()
+    }
 }
 
 // SAFETY: as for TableMsg; the device array is a NULL-terminated array of pointers into
@@ -139,13 +146,17 @@ unsafe impl NlMsg for FlowtableMsg {
                 self.table.as_ptr(),
             );
             sys::nftnl_flowtable_set_str(fp, sys::NFTNL_FLOWTABLE_NAME as u16, self.name.as_ptr());
-            if msg_type == MsgType::Add {
+            // A deletion that names devices removes only those hooks; the kernel checks
+            // that hook number and priority, if given, match the flowtable's (as nft sends).
+            if msg_type == MsgType::Add || !self.devices.is_empty() {
                 sys::nftnl_flowtable_set_u32(
                     fp,
                     sys::NFTNL_FLOWTABLE_HOOKNUM as u16,
                     libc::NF_NETDEV_INGRESS as u32,
                 );
                 sys::nftnl_flowtable_set_s32(fp, sys::NFTNL_FLOWTABLE_PRIO as u16, self.priority);
+            }
+            if msg_type == MsgType::Add {
                 sys::nftnl_flowtable_set_u32(fp, sys::NFTNL_FLOWTABLE_FLAGS as u16, self.flags);
             }
             if !self.devices.is_empty() {

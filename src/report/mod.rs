@@ -193,7 +193,14 @@ pub fn status_text(st: &Status) -> String {
     let width = st.devices.iter().map(|d| d.name.len()).max().unwrap_or(0);
     for (i, d) in st.devices.iter().enumerate() {
         let label = if i == 0 { "devices:" } else { "" };
-        let _ = writeln!(o, "{label:<11} {:<width$}  {}", d.name, d.state.describe());
+        let mut line = format!("{label:<11} {:<width$}  {}", d.name, d.state.describe());
+        if !d.via.is_empty() {
+            line.push_str(&format!(" via {}", d.via.join(", ")));
+        }
+        if let Some(why) = &d.why {
+            line.push_str(&format!(": {why}"));
+        }
+        let _ = writeln!(o, "{line}");
     }
     for ft in &st.other_flowtables {
         let _ = writeln!(o, "other:      {ft}");

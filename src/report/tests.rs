@@ -118,10 +118,15 @@ fn status() -> Status {
             Device {
                 name: "lan0".into(),
                 state: DeviceState::InFlowtable,
+                via: vec![],
+                why: Some("hardware refused".into()),
             },
+            Device::new("wlan0", DeviceState::Missing),
             Device {
-                name: "wlan0".into(),
-                state: DeviceState::Missing,
+                name: "br-lan".into(),
+                state: DeviceState::Hardware,
+                via: vec!["lan1".into(), "lan2".into()],
+                why: None,
             },
         ],
         other_flowtables: vec![],
@@ -164,8 +169,9 @@ mode:       manage (mode = \"auto\" and no other flowtable covers the configured
 kernel:     flowtables yes, table owner flag yes
 hardware:   auto -> fallback
             lan0: driver does not support TC_SETUP_FT (EOPNOTSUPP)
-devices:    lan0   in flowtable (software)
-            wlan0  missing (added when it appears)
+devices:    lan0    in flowtable (software): hardware refused
+            wlan0   missing (added when it appears)
+            br-lan  in flowtable (hardware) via lan1, lan2
 flows:      12 slow, 3 software, 0 hardware
 moves:      slow->sw 15, slow->hw 0, sw->hw 0, hw->sw 0, back to slow 12
 to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)

@@ -1,0 +1,168 @@
+//! The hardware decision and device isolation against a fake kernel.
+
+use super::*;
+use crate::link::LinkSnapshot;
+use crate::nft::batch::Object;
+use crate::nft::explain;
+use crate::plan::plan;
+use std::collections::BTreeSet;
+
+/// Accepts hardware only on `hw_ok`, refuses `sw_bad` outright; records what happens.
+#[derive(Default)]
+struct Fake {
+    hw_ok: BTreeSet<String>,
+    sw_bad: BTreeSet<String>,
+    applied: Vec<Desired>,
+    calls: usize,
+}
+
+fn refusal(devices: Vec<String>, hw: bool, errno: i32) -> NftError {
+    explain(
+        &Object::Flowtable {
+            name: "ft".into(),
+            devices,
+            hw_offload: hw,
+        },
+        errno,
+    )
+}
+
+impl Kernel for Fake {
+    fn apply(&mut self, d: &Desired) -> Result<bool, NftError> {
+        self.trial(d)?;
+        self.applied.push(d.clone());
+        Ok(true)
+    }
+    fn trial(&mut self, d: &Desired) -> Result<(), NftError> {
+        self.calls += 1;
+        for (_, ft) in d.flowtables() {
+            let devices: Vec<String> = ft.devices.iter().cloned().collect();
+            if ft.devices.iter().any(|x| self.sw_bad.contains(x)) {
+                return Err(refusal(devices, ft.hw_offload, libc::EINVAL));
+            }
+            if ft.hw_offload && !ft.devices.is_subset(&self.hw_ok) {
+                return Err(refusal(devices, true, libc::EOPNOTSUPP));
+            }
+        }
+        Ok(())
+    }
+    fn probe(&mut self, device: &str, hw: bool) -> Result<(), NftError> {
+        self.calls += 1;
+        if self.sw_bad.contains(device) {
+            Err(refusal(vec![device.into()], hw, libc::EINVAL))
+        } else if hw && !self.hw_ok.contains(device) {
+            Err(refusal(vec![device.into()], true, libc::EOPNOTSUPP))
+        } else {
+            Ok(())
+        }
+    }
+    fn hint(&mut self, device: &str) -> Option<String> {
+        (device == "veth0").then(|| "ethtool: hw-tc-offload off [fixed]".into())
+    }
+}
+
+fn set(v: &[&str]) -> BTreeSet<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn setup(hw: &str, devices: &[&str], hw_ok: &[&str]) -> (Fake, Desired, Hardware) {
+    let list: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
+    let cfg = crate::config::parse_toml(&format!(
+        "[offload]\ndevices = [{}]\nhardware = \"{hw}\"\n",
+        list.join(", ")
+    ))
+    .unwrap();
+    let d = plan(&cfg, &LinkSnapshot::from_names(devices.iter().copied())).unwrap();
+    let fake = Fake {
+        hw_ok: set(hw_ok),
+        ..Fake::default()
+    };
+    (fake, d, cfg.offload.hardware)
+}
+
+#[test]
+fn auto_splits_hardware_and_software_per_device() {
+    let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0"]);
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let ft = o.desired.flowtable.as_ref().unwrap();
+    assert!(ft.hw_offload);
+    assert_eq!(ft.devices, set(&["eth0"]));
+    let rest = o.desired.fallback.as_ref().unwrap();
+    assert!(!rest.hw_offload);
+    assert_eq!(rest.devices, set(&["veth0"]));
+    match &o.hardware {
+        HardwareOutcome::Fallback { refused, accepted } => {
+            assert_eq!(accepted, &["eth0"]);
+            assert_eq!(refused.len(), 1);
+            assert_eq!(refused[0].0, "veth0");
+            let why = &refused[0].1;
+            assert!(why.contains("TC_SETUP_FT (EOPNOTSUPP)"), "{why}");
+            assert!(why.contains("hw-tc-offload off [fixed]"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(k.applied.len(), 1);
+    assert!(o.desired.to_string().contains("flow add @ft_sw"));
+}
+
+#[test]
+fn auto_with_no_device_accepting_is_one_software_flowtable() {
+    let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &[]);
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let ft = o.desired.flowtable.as_ref().unwrap();
+    assert!(!ft.hw_offload);
+    assert_eq!(ft.devices, set(&["eth0", "veth0"]));
+    assert!(o.desired.fallback.is_none());
+    assert!(
+        matches!(&o.hardware, HardwareOutcome::Fallback { refused, accepted } if refused.len() == 2 && accepted.is_empty())
+    );
+}
+
+#[test]
+fn auto_keeps_hardware_when_all_accept() {
+    let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0", "veth0"]);
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    assert_eq!(o.hardware, HardwareOutcome::Active);
+    assert!(o.desired.flowtable.unwrap().hw_offload);
+    assert!(o.desired.fallback.is_none());
+}
+
+#[test]
+fn require_fails_with_device_and_applies_nothing() {
+    let (mut k, d, hw) = setup("require", &["eth0", "veth0"], &["eth0"]);
+    let e = apply_with_hardware(&mut k, &d, hw).unwrap_err();
+    match &e {
+        NftError::HardwareRefused { devices, .. } => assert_eq!(devices, &["veth0"]),
+        other => panic!("{other:?}"),
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains("veth0: driver does not support TC_SETUP_FT") && text.contains("require"),
+        "{text}"
+    );
+    assert!(k.applied.is_empty());
+}
+
+#[test]
+fn off_never_tries() {
+    let (mut k, d, hw) = setup("off", &["eth0", "veth0"], &[]);
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    assert_eq!(o.hardware, HardwareOutcome::Off);
+    assert!(!o.desired.flowtable.unwrap().hw_offload);
+    // Only the apply's own validation ran: no hardware trial, no probes.
+    assert_eq!(k.calls, 1);
+}
+
+#[test]
+fn a_device_the_kernel_refuses_is_left_out_and_named() {
+    let (mut k, d, hw) = setup("off", &["eth0", "ppp0", "veth0"], &[]);
+    k.sw_bad = set(&["ppp0"]);
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    assert_eq!(
+        o.desired.flowtable.unwrap().devices,
+        set(&["eth0", "veth0"])
+    );
+    assert_eq!(o.left_out.len(), 1);
+    assert_eq!(o.left_out[0].0, "ppp0");
+    assert!(o.left_out[0].1.contains("EINVAL"), "{}", o.left_out[0].1);
+}
