@@ -94,11 +94,16 @@ async fn apply(
     cfg: &Config,
     path: &Path,
     links: &Links,
+    announce: bool,
 ) -> anyhow::Result<Applied> {
     let mut tries = 0;
     loop {
         let desired = plan(cfg, &links_for(cfg, links))
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+        // At start and reload; after link events the "applied" line lists them.
+        for dev in desired.missing.iter().filter(|_| announce && tries == 0) {
+            warn!(device = %dev, "configured device does not exist; added when it appears");
+        }
         match nft.apply(desired, cfg.offload.hardware).await {
             Err(NftError::DeviceGone { devices }) if tries < DEVICE_RACE_RETRIES => {
                 tries += 1;
@@ -135,9 +140,10 @@ async fn apply_and_record(
     path: &Path,
     links: &Links,
     status: &Mutex<Status>,
+    announce: bool,
 ) -> anyhow::Result<Applied> {
     let started = Instant::now();
-    let result = apply(nft, cfg, path, links).await;
+    let result = apply(nft, cfg, path, links, announce).await;
     let mut st = status.lock().unwrap();
     match &result {
         Ok(a) => view::applied(&mut st, cfg, a),
@@ -189,7 +195,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     match &role {
         Role::Manage { why } => {
             info!(why = %why, "managing table inet offloadd");
-            apply_and_record(&nft, &cfg, &opts.config, &links, &status).await?;
+            apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await?;
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
@@ -221,7 +227,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 if let Role::Manage { .. } = role {
-                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status).await {
+                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await {
                         error!("{e:#}; the running ruleset is unchanged");
                     }
                 }
@@ -236,7 +242,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 links.borrow_and_update();
                 match role {
                     Role::Manage { .. } => {
-                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status).await {
+                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await {
                             error!("{e:#}; the running ruleset is unchanged");
                         }
                     }
