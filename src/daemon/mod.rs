@@ -19,9 +19,9 @@ use crate::config::{self, Config, Hardware, Mode};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
 use crate::link::{self, LinkSnapshot};
-use crate::nft::{Actual, Applied, HardwareOutcome, NftError, NftHandle};
+use crate::nft::{Actual, Applied, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
-use crate::status::Status;
+use crate::status::{DeviceState, Status};
 
 /// How many times to re-plan when a device vanishes between snapshot and apply.
 const DEVICE_RACE_RETRIES: usize = 5;
@@ -118,14 +118,6 @@ async fn apply(
                 } else {
                     debug!(table = TABLE, "ruleset unchanged");
                 }
-                if let HardwareOutcome::Fallback { refused, .. } = &a.hardware {
-                    for (dev, why) in refused {
-                        warn!(device = %dev, reason = %why, "hardware offload refused; device uses software offload");
-                    }
-                }
-                for (dev, why) in &a.left_out {
-                    warn!(device = %dev, reason = %why, "the kernel refused this device; left out of the flowtable");
-                }
                 return Ok(a);
             }
         }
@@ -146,10 +138,44 @@ async fn apply_and_record(
     let result = apply(nft, cfg, path, links, announce).await;
     let mut st = status.lock().unwrap();
     match &result {
-        Ok(a) => view::applied(&mut st, cfg, a),
+        Ok(a) => {
+            let before = st.clone();
+            view::applied(&mut st, cfg, a);
+            log_news(&before, &st, announce);
+        }
         Err(e) => view::failed(&mut st, e, started.elapsed()),
     }
     result
+}
+
+/// Logs device problems once: at start and reload all of them, after link events only
+/// those that are new (a device that comes and goes a thousand times is not a thousand
+/// hardware warnings).
+fn log_news(before: &Status, now: &Status, announce: bool) {
+    let state_before = |name: &str| before.devices.iter().find(|d| d.name == name);
+    for d in &now.devices {
+        let old = state_before(&d.name);
+        let new = announce || old.map(|o| (o.state, &o.why)) != Some((d.state, &d.why));
+        let was_missing = old.is_some_and(|o| o.state == DeviceState::Missing);
+        match d.state {
+            DeviceState::Missing if new && !announce => {
+                info!(device = %d.name, "configured device is gone; added again when it appears")
+            }
+            DeviceState::InFlowtable | DeviceState::Hardware if was_missing && !announce => {
+                info!(device = %d.name, "configured device appeared; added to the flowtable")
+            }
+            DeviceState::Refused if new => {
+                let why = d.why.as_deref().unwrap_or("");
+                warn!(device = %d.name, reason = %why, "the kernel refused this device; left out of the flowtable")
+            }
+            _ => {}
+        }
+    }
+    for r in &now.hardware.refused {
+        if announce || !before.hardware.refused.contains(r) {
+            warn!(device = %r.device, reason = %r.reason, "hardware offload refused; device uses software offload");
+        }
+    }
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -242,7 +268,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 links.borrow_and_update();
                 match role {
                     Role::Manage { .. } => {
-                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await {
+                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, false).await {
                             error!("{e:#}; the running ruleset is unchanged");
                         }
                     }

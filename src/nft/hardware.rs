@@ -140,6 +140,8 @@ fn decide_hardware<K: Kernel>(
         let why = match k.probe(dev, true) {
             Ok(()) => continue,
             Err(NftError::HardwareRefused { reason, .. }) => short_reason(&reason),
+            // Gone since the trial: the caller plans again with the devices that exist.
+            Err(e @ NftError::DeviceGone { .. }) => return Err(e),
             Err(e) => e.to_string(),
         };
         let why = match k.hint(dev) {

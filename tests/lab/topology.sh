@@ -27,26 +27,46 @@ lab_up() {
     lab_down
     ip netns add "$R" && ip netns add "$L" && ip netns add "$W" || return 1
     ip -n "$R" link add lan0 type veth peer name eth0 netns "$L"
-    ip -n "$R" link add wan0 type veth peer name eth0 netns "$W"
     for ns in "$L" "$R" "$W"; do ip -n "$ns" link set lo up; done
     ip -n "$R" addr add 198.18.1.1/24 dev lan0
-    ip -n "$R" addr add 198.18.2.1/24 dev wan0
     ip -n "$R" addr add fd00:1::1/64 dev lan0 nodad
-    ip -n "$R" addr add fd00:2::1/64 dev wan0 nodad
     ip -n "$R" link set lan0 up
-    ip -n "$R" link set wan0 up
     ip netns exec "$R" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip -n "$L" addr add 198.18.1.2/24 dev eth0
     ip -n "$L" addr add fd00:1::2/64 dev eth0 nodad
     ip -n "$L" link set eth0 up
     ip -n "$L" route add default via 198.18.1.1
     ip -n "$L" -6 route add default via fd00:1::1
+    wan_link_up
+    keep_ingress_key
+    in_lan ping -c1 -W2 198.18.2.2 >/dev/null
+}
+
+# The first and last ingress hook anywhere flip static keys, which patches kernel text
+# live. Under TCG with 2 vCPUs that patching while packets flow has soft-locked the
+# guest (ksoftirqd stuck on the int3 in __netif_receive_skb_core, 1 run in 4). A hook
+# of the lab's own on the router's lo keeps the keys on, so offloadd's flowtable hooks
+# coming and going never flip them. Host and real routers do not need this.
+keep_ingress_key() {
+    in_router nft -f - <<'NFT'
+table netdev labkeep {
+    chain keep { type filter hook ingress device "lo" priority 100; policy accept; }
+}
+NFT
+}
+
+# The router's wan0 and the wan host's eth0 (a veth pair: deleting wan0 deletes both).
+wan_link_up() { wan_link_add && wan_link_config; }
+wan_link_add() { ip -n "$R" link add wan0 type veth peer name eth0 netns "$W"; }
+wan_link_config() {
+    ip -n "$R" addr add 198.18.2.1/24 dev wan0
+    ip -n "$R" addr add fd00:2::1/64 dev wan0 nodad
+    ip -n "$R" link set wan0 up
     ip -n "$W" addr add 198.18.2.2/24 dev eth0
     ip -n "$W" addr add fd00:2::2/64 dev eth0 nodad
     ip -n "$W" link set eth0 up
     ip -n "$W" route add default via 198.18.2.1
     ip -n "$W" -6 route add default via fd00:2::1
-    in_lan ping -c1 -W2 198.18.2.2 >/dev/null
 }
 
 # Starts offloadd in the router with config $1, logging to $2; sets OFFLOADD_PID.

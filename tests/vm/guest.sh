@@ -59,7 +59,7 @@ check table_has_owner_flag "no 'flags owner'" grep -q 'flags owner' "$OUT/table.
 check hw_auto_falls_back "flags offload present" bash -c "! grep -q 'flags offload' '$OUT/table.nft'"
 check hw_auto_reports_each_device "$(grep -i hardware "$OUT/offloadd-auto.log")" bash -c \
     "grep -q 'device=lan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log' && grep -q 'device=wan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log'"
-check missing_device_warned "no warning for wan1" grep -q 'device=wan1' "$OUT/offloadd-auto.log"
+check missing_device_warned "no warning for wan1" grep -q "device=wan1" "$OUT/offloadd-auto.log"
 
 # --- Offload: TCP and two-way UDP reach [OFFLOAD]; the excluded UDP port does not.
 # offloadd reports each within one resync interval (default 2 s) of the kernel, and
@@ -197,6 +197,9 @@ in_router nft list ruleset >"$T/after-req.nft"
 check hw_require_exits_2 "exit code $rc" test "$rc" -eq 2
 check hw_require_names_devices "$(tail -1 "$OUT/offloadd-require.log")" grep -q 'hardware offload refused for lan0, wan0: lan0: driver does not support TC_SETUP_FT' "$OUT/offloadd-require.log"
 check hw_require_changes_nothing "ruleset changed" cmp -s "$T/before-req.nft" "$T/after-req.nft"
+
+# --- Devices that come and go (link watcher, incremental hooks).
+. "$REPO/tests/vm/links.sh"
 
 # --- Another table (a stand-in for fw4's inet fw4) is byte-identical around a full run.
 in_router nft -f - <<'NFT'

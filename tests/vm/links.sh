@@ -1,0 +1,116 @@
+# VM tier, sourced by guest.sh: devices that come and go (issue 4). Uses guest.sh's
+# helpers (check, poll, conf, offloaded, on_path) and the lab from topology.sh.
+
+ft_devices() { in_router nft list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*devices = { \(.*\) }.*/\1/p'; }
+ft_handle() { in_router nft -a list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*flowtable ft { # handle \([0-9]*\).*/\1/p'; }
+ft_has() { ft_devices | tr -d ' ' | tr ',' '\n' | grep -qx "$1"; }
+ft_lacks() { ! ft_has "$1"; }
+device_state() { # device_state NAME: the daemon's state for a configured device
+    "$OFFLOADD" status --json 2>/dev/null | python3 -c '
+import json, sys
+for d in json.load(sys.stdin)["devices"]:
+    if d["name"] == sys.argv[1]:
+        print(d["state"], d.get("why", ""))' "$1"
+}
+export -f device_state
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$OFFLOADD_PID/status"; }
+
+conf "$T/links.toml" auto
+start_offloadd "$T/links.toml" "$OUT/offloadd-links.log" || fail links_start "$(tail -3 "$OUT/offloadd-links.log")"
+
+# (4) hardware = "auto" on veth: status names each device's refusal and the hint.
+"$OFFLOADD" status >"$OUT/status-links.txt" 2>&1
+check status_lists_hw_refusal_per_device "$(grep -A4 devices: "$OUT/status-links.txt")" bash -c \
+    "device_state lan0 | grep -q '^in_flowtable lan0: hardware refused: driver does not support TC_SETUP_FT (EOPNOTSUPP); ethtool: hw-tc-offload' && device_state wan0 | grep -q '^in_flowtable wan0: hardware refused'"
+check status_lists_missing_device "$(device_state wan1)" bash -c "device_state wan1 | grep -q '^missing'"
+
+# (1) With a stream offloaded, unrelated devices come and go; the stream's entry stays
+# [OFFLOAD] at every sample and the flowtable is never recreated (same handle).
+run_tcp 30 "$T/iperf-links.json"
+poll 10 offloaded tcp 5201
+HANDLE=$(ft_handle)
+samples=0 lost=0
+sample() { samples=$((samples + 1)); offloaded tcp 5201 || lost=$((lost + 1)); }
+sample
+for round in 1 2; do
+    in_router ip link add x0 type veth peer name x1; sample
+    in_router ip link set x0 up; sample
+    in_router ip link add brx type bridge; sample
+    in_router ip link set x1 master brx; sample
+    in_router ip link add link lan0 name lan0.10 type vlan id 10; sample
+    in_router ip link set lan0.10 up; sample
+    in_router ip link del lan0.10; sample
+    in_router ip link del brx; sample
+    in_router ip link del x0; sample
+    echo "round $round: $samples samples, $lost without OFFLOAD" >>"$OUT/report-links.txt"
+done
+sleep 0.5; sample
+check stream_stays_offloaded_while_devices_change "$lost of $samples samples without [OFFLOAD]" test "$lost" -eq 0 -a "$samples" -ge 19
+check flowtable_not_recreated "handle $HANDLE -> $(ft_handle)" test -n "$HANDLE" -a "$(ft_handle)" = "$HANDLE"
+check flowtable_devices_unchanged "$(ft_devices)" test "$(ft_devices)" = "lan0, wan0"
+wait "$TCP_PID"
+
+# Link down/up flap of a flowtable device: the hook stays, new flows offload.
+in_router ip link set wan0 down; in_router ip link set wan0 up
+sleep 1
+check flap_keeps_device "$(ft_devices)" ft_has wan0
+
+# (2) wan0 deleted and recreated under the same name (new ifindex): back in the
+# flowtable within 1 s, and new flows offload again.
+in_router ip link del wan0
+poll 2 ft_lacks wan0
+check deleted_device_reported_missing "$(device_state wan0)" poll 2 bash -c "device_state wan0 | grep -q ^missing"
+wan_link_add; t0=$(now_ms)
+poll 5 ft_has wan0; BACK_MS=$(($(now_ms) - t0))
+wan_link_config
+echo "wan0 recreated: in flowtable after ${BACK_MS} ms" >>"$OUT/report-links.txt"
+check recreated_device_back_within_1s "${BACK_MS} ms, devices $(ft_devices)" test "$BACK_MS" -le 1000
+check flowtable_kept_across_recreate "handle $HANDLE -> $(ft_handle)" test "$(ft_handle)" = "$HANDLE"
+in_lan ping -c1 -W2 198.18.2.2 >/dev/null
+run_tcp 6 "$T/iperf-recreated.json"
+check new_flow_offloads_after_recreate "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+wait "$TCP_PID"
+
+# (3) wan1, configured but absent at start, is added when it appears.
+t0=$(now_ms)
+in_router ip link add wan1 type veth peer name wan1p
+poll 5 ft_has wan1; ADD_MS=$(($(now_ms) - t0))
+echo "wan1 appeared: in flowtable after ${ADD_MS} ms" >>"$OUT/report-links.txt"
+check absent_device_added_when_it_appears "${ADD_MS} ms, devices $(ft_devices)" test "$ADD_MS" -le 1000
+check status_shows_added_device "$(device_state wan1)" poll 2 bash -c "device_state wan1 | grep -q ^in_flowtable"
+
+# A configured device renamed away: on this kernel the hook follows the device to its
+# new name, which is not configured, so offloadd removes that hook alone (DELFLOWTABLE
+# naming the device); renamed back, it is added again.
+in_router ip link set wan1 name wan9
+check renamed_device_leaves_flowtable "$(ft_devices)" poll 2 bash -c "ip netns exec $R nft list flowtable inet offloadd ft | grep -q 'devices = { lan0, wan0 }'"
+in_router ip link set wan9 name wan1
+check renamed_back_device_returns "$(ft_devices)" poll 2 ft_has wan1
+check renamed_keeps_flowtable "handle $HANDLE -> $(ft_handle)" test "$(ft_handle)" = "$HANDLE"
+
+# 1000 delete/add cycles of a configured device, in bursts of 10 (`ip -batch`) with
+# pauses so the daemon converges often, sometimes while the device is changing under
+# it: the flowtable ends as desired and RSS stays flat.
+cycles() { # cycles N: N delete+add pairs of wan1 in one ip process
+    local f=$T/cycles.batch
+    for _ in $(seq "$1"); do echo "link del wan1"; echo "link add wan1 type veth peer name wan1p"; done >"$f"
+    in_router ip -batch "$f"
+}
+cycles 100; sleep 1
+RSS0=$(rss_kib)
+APPLIES0=$(grep -c 'applied ruleset' "$OUT/offloadd-links.log")
+for _ in $(seq 100); do cycles 10; sleep 0.1; done
+poll 5 ft_has wan1
+sleep 1
+RSS1=$(rss_kib)
+CONVERGES=$(($(grep -c 'applied ruleset' "$OUT/offloadd-links.log") - APPLIES0))
+echo "1000 cycles: rss ${RSS0} -> ${RSS1} KiB, ${CONVERGES} applies that changed the flowtable, $(grep -c WARN "$OUT/offloadd-links.log") warnings logged in all, devices $(ft_devices)" >>"$OUT/report-links.txt"
+check cycles_end_with_desired_devices "$(ft_devices)" test "$(ft_devices)" = "lan0, wan0, wan1"
+check cycles_converged_many_times "$CONVERGES applies" test "$CONVERGES" -ge 50
+check cycles_rss_flat "rss ${RSS0} -> ${RSS1} KiB" test $((RSS1 - RSS0)) -le 512
+check cycles_daemon_alive "daemon exited" kill -0 "$OFFLOADD_PID"
+in_router ip link del wan1
+poll 2 ft_lacks wan1
+check cycles_then_delete "$(ft_devices)" test "$(ft_devices)" = "lan0, wan0"
+
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
