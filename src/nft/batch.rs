@@ -502,4 +502,66 @@ mod tests {
             rules[4]
         );
     }
+
+    #[test]
+    fn split_layout_sends_two_flowtables_and_device_sets() {
+        let d = desired();
+        let refused = ["eth1".to_string()].into();
+        let b = create(&d.split(&refused), TableFlags { owner: true }, false);
+        let fts: Vec<&Object> = b
+            .labels
+            .values()
+            .filter(|o| matches!(o, Object::Flowtable { .. }))
+            .collect();
+        assert_eq!(fts.len(), 2, "{fts:?}");
+        let rules = b.rule_texts();
+        let ft = &rules[rules.len() - 2];
+        assert!(ft.starts_with("[ meta load iifname => reg 1 ]"), "{ft}");
+        assert!(ft.contains("[ meta load oifname => reg 1 ]"), "{ft}");
+        assert!(ft.ends_with("[ flow_offload flowtable ft ]"), "{ft}");
+        let sw = &rules[rules.len() - 1];
+        assert!(!sw.contains("iifname"), "{sw}");
+        assert!(sw.ends_with("[ flow_offload flowtable ft_sw ]"), "{sw}");
+        // Each lookup has its own anonymous set (an anonymous set binds to one lookup).
+        assert_eq!(
+            b.labels
+                .values()
+                .filter(|o| **o == Object::DeviceSet)
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn device_update_names_only_the_changed_hooks() {
+        let d = desired();
+        let ft = d.flowtable.as_ref().unwrap();
+        let change = DeviceChange {
+            name: FLOWTABLE,
+            flowtable: ft,
+            add: vec!["eth1".into()],
+            remove: vec!["eth9".into()],
+        };
+        let b = update_devices(&[change]);
+        let kinds: Vec<u16> = messages(&b.bytes).iter().map(|h| h.0).collect();
+        assert_eq!(
+            kinds[1..3],
+            [
+                nfnl_type(sys::NFT_MSG_DELFLOWTABLE),
+                nfnl_type(sys::NFT_MSG_NEWFLOWTABLE)
+            ]
+        );
+        let devices: Vec<Vec<String>> = b
+            .labels
+            .values()
+            .filter_map(|o| match o {
+                Object::Flowtable { devices, .. } => Some(devices.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            devices,
+            [vec!["eth9".to_string()], vec!["eth1".to_string()]]
+        );
+    }
 }
