@@ -138,7 +138,11 @@ fn run(config: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
 
 fn print_plan(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = config::load_toml(&path)?;
-    let links = LinkSnapshot::current()?;
+    let mut links = LinkSnapshot::current()?;
+    if cfg.offload.hardware != config::Hardware::Off {
+        let sysfs = std::path::Path::new(crate::link::SYSFS_NET);
+        links.resolve_lowers(&cfg.offload.devices, sysfs);
+    }
     let desired =
         plan(&cfg, &links).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
     if json {
@@ -148,8 +152,14 @@ fn print_plan(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     for dev in &desired.missing {
         println!("# {dev}: device does not exist now; it is left out and added when it appears");
     }
+    for (dev, lower) in &desired.via {
+        println!(
+            "# {dev}: hardware offload is set up on its lower devices {}",
+            lower.join(", ")
+        );
+    }
     if cfg.offload.hardware == config::Hardware::Auto {
-        println!("# hardware = \"auto\": if a device refuses \"flags offload\", the flowtable is built without it");
+        println!("# hardware = \"auto\": devices that refuse \"flags offload\" go to a software flowtable ft_sw");
     }
     print!("{desired}");
     Ok(ExitCode::SUCCESS)

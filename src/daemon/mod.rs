@@ -79,12 +79,7 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
 fn links_for(cfg: &Config, links: &Links) -> LinkSnapshot {
     let mut snap = links.borrow().clone();
     if cfg.offload.hardware != Hardware::Off {
-        for d in &cfg.offload.devices {
-            if snap.contains(d) {
-                let lowers = link::lower_devices(Path::new(link::SYSFS_NET), d);
-                snap.set_lowers(d, lowers);
-            }
-        }
+        snap.resolve_lowers(&cfg.offload.devices, Path::new(link::SYSFS_NET));
     }
     snap
 }

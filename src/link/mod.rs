@@ -151,6 +151,17 @@ impl LinkSnapshot {
         self.lowers.insert(name.to_string(), lowers);
     }
 
+    /// Reads from sysfs (`sysfs_net`, normally `SYSFS_NET`) the lower devices of each of
+    /// `devices` that is present: what hardware planning needs.
+    pub fn resolve_lowers(&mut self, devices: &[String], sysfs_net: &std::path::Path) {
+        for d in devices {
+            if self.contains(d) {
+                let lowers = lower_devices(sysfs_net, d);
+                self.set_lowers(d, lowers);
+            }
+        }
+    }
+
     /// The devices hardware offload must name for `name`: its present leaf lower devices,
     /// or the device itself when it has none (a plain NIC, a PPPoE device).
     pub fn hardware_devices(&self, name: &str) -> Vec<String> {

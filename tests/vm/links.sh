@@ -15,6 +15,19 @@ for d in json.load(sys.stdin)["devices"]:
 export -f device_state
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$OFFLOADD_PID/status"; }
 
+# Hardware planning names the ports of a bridge and the parent of a VLAN (from the
+# namespace's own sysfs); software planning keeps the devices as configured.
+in_router ip link add brp type bridge
+for p in p0 p1; do in_router ip link add $p type veth peer name ${p}x; in_router ip link set $p master brp; done
+in_router ip link add link lan0 name lan0.5 type vlan id 5
+printf '[offload]\ndevices = ["brp", "lan0.5"]\nhardware = "auto"\n' >"$T/hwbr.toml"
+in_router "$OFFLOADD" plan --config "$T/hwbr.toml" >"$OUT/plan-hw-bridge.nft" 2>&1
+check hardware_plan_uses_lower_devices "$(grep -E 'devices|#' "$OUT/plan-hw-bridge.nft")" grep -q 'devices = { lan0, p0, p1 }' "$OUT/plan-hw-bridge.nft"
+sed -i 's/auto/off/' "$T/hwbr.toml"
+in_router "$OFFLOADD" plan --config "$T/hwbr.toml" >"$T/plan-sw-bridge.nft" 2>&1
+check software_plan_keeps_upper_devices "$(grep devices "$T/plan-sw-bridge.nft")" grep -q 'devices = { brp, lan0.5 }' "$T/plan-sw-bridge.nft"
+in_router ip link del lan0.5; in_router ip link del brp; in_router ip link del p0; in_router ip link del p1
+
 conf "$T/links.toml" auto
 start_offloadd "$T/links.toml" "$OUT/offloadd-links.log" || fail links_start "$(tail -3 "$OUT/offloadd-links.log")"
 
