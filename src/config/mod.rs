@@ -4,7 +4,9 @@
 //! wrapper that reads a file and puts its path in front of every error, so a person sees
 //! `/etc/offloadd/offloadd.toml:12: ...` and knows where to look.
 
+pub mod openwrt;
 mod toml;
+pub mod uci;
 mod values;
 
 use std::fmt;

@@ -1,0 +1,106 @@
+//! UCI fixtures shaped like real OpenWrt configs (tests/fixtures/uci/*): each directory's
+//! device set is compared with its `expected` file (`OFFLOADD_BLESS=1` rewrites them);
+//! each malformed file in tests/fixtures/uci/bad names the line and text of its error.
+
+use super::*;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uci")
+}
+
+fn summary(cfg: &Config) -> String {
+    let mut s = format!(
+        "mode={} hardware={} devices={}",
+        cfg.mode,
+        cfg.offload.hardware,
+        cfg.offload.devices.join(" ")
+    );
+    if !cfg.offload.exclude.is_empty() {
+        s.push_str(&format!(" excludes={}", cfg.offload.exclude.len()));
+    }
+    s + "\n"
+}
+
+#[test]
+fn openwrt_shaped_configs_give_the_expected_devices() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("expected").exists() {
+            continue;
+        }
+        let cfg = load_uci(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let got = summary(&cfg);
+        let expected_path = dir.join("expected");
+        if std::env::var_os("OFFLOADD_BLESS").is_some() {
+            std::fs::write(&expected_path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&expected_path).unwrap();
+        assert_eq!(got, want, "{}", dir.display());
+        seen += 1;
+    }
+    assert!(seen >= 5, "only {seen} fixtures");
+}
+
+#[test]
+fn pppoe_wan_uses_its_carrier_and_excludes_are_read() {
+    let cfg = load_uci(&fixtures().join("pppoe_guest_vlan")).unwrap();
+    assert!(cfg.offload.devices.contains(&"eth1".to_string()));
+    assert!(!cfg.offload.devices.iter().any(|d| d.starts_with("pppoe")));
+    let x = &cfg.offload.exclude[0];
+    assert_eq!(x.l4proto, Some(L4Proto::Udp));
+    assert_eq!(x.dport.len(), 2);
+    assert_eq!(x.line, 7);
+}
+
+#[test]
+fn guest_vlan_zone_resolves_to_the_vlan_device() {
+    let fw = parse_uci("config zone\n\toption name 'guest'\n\tlist network 'guest'\n").unwrap();
+    let net = std::fs::read_to_string(fixtures().join("pppoe_guest_vlan/network")).unwrap();
+    let cfg = from_uci(None, &fw, Some(&parse_uci(&net).unwrap())).unwrap();
+    assert_eq!(cfg.offload.devices, ["br-lan.10"]);
+    // Without flow_offloading in the firewall defaults, offloadd only observes.
+    assert_eq!(cfg.mode, Mode::Observe);
+}
+
+#[test]
+fn malformed_files_name_file_line_and_problem() {
+    let dir = std::env::temp_dir().join(format!("offloadd-uci-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["firewall", "network"] {
+        std::fs::copy(fixtures().join("defaults").join(f), dir.join(f)).unwrap();
+    }
+    let mut count = 0;
+    for entry in std::fs::read_dir(fixtures().join("bad")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let first =
+            String::from_utf8_lossy(bytes.split(|&b| b == b'\n').next().unwrap()).into_owned();
+        let expect = first
+            .strip_prefix("# expect: ")
+            .unwrap_or_else(|| panic!("{}: no expect line", path.display()));
+        let (line, text) = expect.split_once(": ").unwrap();
+        std::fs::write(dir.join("offloadd"), &bytes).unwrap();
+        let e = load_uci(&dir)
+            .expect_err(&path.display().to_string())
+            .to_string();
+        let want = format!("{}/offloadd:{line}: ", dir.display());
+        assert!(e.starts_with(&want), "{}: {e}", path.display());
+        assert!(e.contains(text.trim()), "{}: {e}", path.display());
+        assert_eq!(e.lines().count(), 1, "{e}");
+        count += 1;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(count >= 20, "{count}");
+}
+
+#[test]
+fn missing_firewall_file_is_a_read_error() {
+    let e = load_uci(Path::new("/nonexistent-offloadd"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/nonexistent-offloadd/firewall: cannot read"),
+        "{e}"
+    );
+}
