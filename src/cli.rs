@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{self, DEFAULT_TOML_PATH};
+use crate::config::{self, Source as ConfigSource};
 use crate::conntrack::PathFilter;
 use crate::control::{self, ClientError, WatchLine, DEFAULT_SOCKET};
 use crate::flows::{self, Source, NOT_RUNNING_NOTE};
@@ -31,19 +31,35 @@ struct Cli {
     command: Command,
 }
 
+/// Where the config comes from: UCI when /etc/config/firewall exists (OpenWrt) and no
+/// --config is given, else the TOML file.
+#[derive(clap::Args)]
+struct SourceArgs {
+    /// TOML config file [default: /etc/offloadd/offloadd.toml, or UCI on OpenWrt].
+    #[arg(long, short, conflicts_with = "uci_dir")]
+    config: Option<PathBuf>,
+    /// Read UCI (offloadd, firewall, network) from this directory instead of /etc/config.
+    #[arg(long, value_name = "DIR")]
+    uci_dir: Option<PathBuf>,
+}
+
+impl SourceArgs {
+    fn source(self) -> ConfigSource {
+        ConfigSource::choose(self.config, self.uci_dir)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon: build table inet offloadd and keep it right (SIGHUP reloads, SIGTERM removes it).
     Run {
-        /// TOML config file.
-        #[arg(long, short, default_value = DEFAULT_TOML_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
     },
     /// Print the ruleset offloadd would apply, in nft syntax (no root needed).
     Plan {
-        /// TOML config file.
-        #[arg(long, short, default_value = DEFAULT_TOML_PATH)]
-        config: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Print JSON instead of nft syntax.
         #[arg(long)]
         json: bool,
@@ -82,8 +98,8 @@ pub fn main() -> ExitCode {
     init_logging(&cli.log);
     let socket = cli.socket;
     let result = match cli.command {
-        Command::Run { config } => run(config, socket),
-        Command::Plan { config, json } => print_plan(config, json),
+        Command::Run { source } => run(source.source(), socket),
+        Command::Plan { source, json } => print_plan(source.source(), json),
         Command::Status { json } => print_status(&socket, json),
         Command::Flows {
             path,
@@ -125,7 +141,7 @@ fn init_logging(filter: &str) {
     }
 }
 
-fn run(config: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
+fn run(config: ConfigSource, socket: PathBuf) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -136,8 +152,9 @@ fn run(config: PathBuf, socket: PathBuf) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_plan(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
-    let cfg = config::load_toml(&path)?;
+fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = source.load()?;
+    let path = source.exclude_file();
     let mut links = LinkSnapshot::current()?;
     if cfg.offload.hardware != config::Hardware::Off {
         let sysfs = std::path::Path::new(crate::link::SYSFS_NET);
@@ -148,6 +165,9 @@ fn print_plan(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&desired)?);
         return Ok(ExitCode::SUCCESS);
+    }
+    if cfg.mode == config::Mode::Observe {
+        println!("# mode observe: offloadd creates nothing and only reports; this is what manage would apply");
     }
     for dev in &desired.missing {
         println!("# {dev}: device does not exist now; it is left out and added when it appears");

@@ -24,6 +24,9 @@ pub struct Status {
     pub devices: Vec<Device>,
     /// Flowtables of other tables (observe mode reports on these).
     pub other_flowtables: Vec<String>,
+    /// Manage mode: other flowtables that cover our devices too (fw4 with offloading on).
+    #[serde(default)]
+    pub duplicates: Vec<String>,
     pub last_apply: Option<LastApply>,
     pub warnings: Vec<String>,
     pub resync_interval_ms: u64,

@@ -145,7 +145,7 @@ impl ParseError {
 /// A config error tied to its file: displays as `file:line: message`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {error} (check the path given with --config)")]
+    #[error("{path}: cannot read: {error} (check the path; choose the file with --config FILE or the UCI directory with --uci-dir DIR)")]
     Read {
         path: PathBuf,
         error: std::io::Error,
@@ -163,6 +163,54 @@ fn fmt_at(path: &Path, line: usize, message: &str) -> String {
         format!("{}: {message}", path.display())
     } else {
         format!("{}:{line}: {message}", path.display())
+    }
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A TOML file (`--config`, or `/etc/offloadd/offloadd.toml`).
+    Toml(PathBuf),
+    /// The UCI directory (`/etc/config`): offloadd, firewall and network.
+    Uci(PathBuf),
+}
+
+impl Source {
+    /// `--config FILE` is TOML and `--uci-dir DIR` is UCI. With neither: UCI when
+    /// `/etc/config/firewall` exists (OpenWrt), else the default TOML file.
+    pub fn choose(config: Option<PathBuf>, uci_dir: Option<PathBuf>) -> Source {
+        match (config, uci_dir) {
+            (Some(c), _) => Source::Toml(c),
+            (None, Some(d)) => Source::Uci(d),
+            (None, None) if Path::new(openwrt::UCI_DIR).join("firewall").exists() => {
+                Source::Uci(openwrt::UCI_DIR.into())
+            }
+            (None, None) => Source::Toml(DEFAULT_TOML_PATH.into()),
+        }
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            Source::Toml(p) => load_toml(p),
+            Source::Uci(d) => openwrt::load_uci(d),
+        }
+    }
+
+    /// The file exclusions are read from (plan errors point into it).
+    pub fn exclude_file(&self) -> PathBuf {
+        match self {
+            Source::Toml(p) => p.clone(),
+            Source::Uci(d) => openwrt::uci_path(d, openwrt::UciFileName::Offloadd),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Toml(p) => write!(f, "{}", p.display()),
+            Source::Uci(d) => write!(f, "UCI {}/{{offloadd,firewall,network}}", d.display()),
+        }
     }
 }
 

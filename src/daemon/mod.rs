@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Config, Hardware, Mode};
+use crate::config::{Config, Hardware, Mode, Source};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
 use crate::link::{self, LinkSnapshot};
@@ -31,10 +31,14 @@ const DEVICE_RACE_WAIT: Duration = Duration::from_millis(50);
 /// settles for this long before the flowtable is converged once.
 const LINK_SETTLE: Duration = Duration::from_millis(20);
 
+/// With `mode = "auto"`, how often to look again whether another flowtable covers our
+/// devices (fw4 turned offloading on or off): observe <-> manage without a restart.
+const ROLE_CHECK: Duration = Duration::from_secs(2);
+
 type Links = watch::Receiver<LinkSnapshot>;
 
 pub struct RunOptions {
-    pub config: PathBuf,
+    pub config: Source,
     /// Control socket for status, flows and metrics.
     pub socket: PathBuf,
 }
@@ -174,10 +178,11 @@ fn log_news(before: &Status, now: &Status, announce: bool) {
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
-    let mut cfg = config::load_toml(&opts.config)?;
+    let mut cfg = opts.config.load()?;
+    let exclude_file = opts.config.exclude_file();
     let status = Arc::new(Mutex::new(view::initial(
         &cfg,
-        &opts.config.display().to_string(),
+        &opts.config.to_string(),
     )));
     // Bind first: a second daemon must stop before it touches the kernel.
     let listener = control::bind(&opts.socket)?;
@@ -187,6 +192,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .await
         .context("watching network devices (rtnetlink link events)")?;
     let mut links_alive = true;
+    let mut role_timer = tokio::time::interval(ROLE_CHECK);
+    role_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -216,7 +223,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     match &role {
         Role::Manage { why } => {
             info!(why = %why, "managing table inet offloadd");
-            apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await?;
+            for d in view::duplicates(&cfg, &actual) {
+                warn!("{d}");
+            }
+            apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await?;
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
@@ -225,9 +235,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = sighup.recv() => {
-                info!(config = %opts.config.display(), "reloading");
+                info!(config = %opts.config, "reloading");
                 let started = Instant::now();
-                let new_cfg = match config::load_toml(&opts.config) {
+                let new_cfg = match opts.config.load() {
                     Ok(c) => c,
                     Err(e) => {
                         error!("{e}; keeping the running ruleset");
@@ -248,7 +258,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 if let Role::Manage { .. } = role {
-                    if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, true).await {
+                    if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
                         error!("{e:#}; the running ruleset is unchanged");
                     }
                 }
@@ -263,7 +273,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 links.borrow_and_update();
                 match role {
                     Role::Manage { .. } => {
-                        if let Err(e) = apply_and_record(&nft, &cfg, &opts.config, &links, &status, false).await {
+                        if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, false).await {
                             error!("{e:#}; the running ruleset is unchanged");
                         }
                     }
@@ -272,6 +282,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                         }
                     }
+                }
+            }
+            _ = role_timer.tick(), if cfg.mode == Mode::Auto => {
+                let Ok(actual) = nft.read().await else { continue };
+                let new_role = decide_role(&cfg, &actual);
+                let switch = !matches!((&role, &new_role), (Role::Manage { .. }, Role::Manage { .. }) | (Role::Observe { .. }, Role::Observe { .. }));
+                if switch {
+                    if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
+                        info!(why = %why, "another flowtable now covers our devices; observing and removing table inet offloadd");
+                        if let Err(e) = nft.remove().await { error!("{e}"); continue; }
+                    }
+                    role = new_role;
+                    view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
+                    if let Role::Manage { why } = &role {
+                        info!(why = %why, "no other flowtable covers our devices any more; managing table inet offloadd");
+                        if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
+                            error!("{e:#}; the running ruleset is unchanged");
+                        }
+                    }
+                } else if let Role::Observe { .. } = role {
+                    view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 }
             }
             _ = sigterm.recv() => break,

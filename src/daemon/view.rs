@@ -48,6 +48,10 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
             )
         })
         .collect();
+    st.duplicates = match role {
+        Role::Manage { .. } => duplicates(cfg, actual),
+        Role::Observe { .. } => Vec::new(),
+    };
     if let Role::Observe { .. } = role {
         st.devices = cfg
             .offload
@@ -70,6 +74,32 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
         st.hardware.refused.clear();
         st.warnings.clear();
     }
+}
+
+/// Flowtables of other tables that hook one of our devices: with ours that makes two
+/// flowtables on one device, and which one a flow lands in depends on hook order.
+pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
+    actual
+        .foreign_flowtables
+        .iter()
+        .filter_map(|ft| {
+            let shared: Vec<&str> = ft
+                .devices
+                .iter()
+                .filter(|d| cfg.offload.devices.contains(d))
+                .map(String::as_str)
+                .collect();
+            (!shared.is_empty()).then(|| {
+                format!(
+                    "flowtable {} in table {} {} also covers {}: two flowtables on one device; turn one off (OpenWrt: uncheck software flow offloading in the firewall, or mode = \"auto\")",
+                    ft.name,
+                    family_name(ft.family),
+                    ft.table,
+                    shared.join(", ")
+                )
+            })
+        })
+        .collect()
 }
 
 fn family_name(f: u32) -> &'static str {

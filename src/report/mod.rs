@@ -202,6 +202,9 @@ pub fn status_text(st: &Status) -> String {
         }
         let _ = writeln!(o, "{line}");
     }
+    for d in &st.duplicates {
+        let _ = writeln!(o, "DUPLICATE:  {d}");
+    }
     for ft in &st.other_flowtables {
         let _ = writeln!(o, "other:      {ft}");
     }
