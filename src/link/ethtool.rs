@@ -93,8 +93,9 @@ struct Socket(libc::c_int);
 
 impl Socket {
     fn open() -> Option<Socket> {
-        // SAFETY: plain socket(2); the descriptor is closed in Drop.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        // SAFETY: plain socket(2); the descriptor is closed in Drop. Any socket carries
+        // SIOCETHTOOL; AF_UNIX keeps the systemd unit at AF_NETLINK AF_UNIX.
+        let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         (fd >= 0).then_some(Socket(fd))
     }
 

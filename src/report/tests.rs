@@ -130,6 +130,7 @@ fn status() -> Status {
             },
         ],
         other_flowtables: vec![],
+        duplicates: vec![],
         last_apply: Some(LastApply {
             at_unix_ms: 1_000_100,
             took_ms: 602.0,

@@ -219,5 +219,8 @@ kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft list table inet fw4 >"$T/fw4-after.nft"
 check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw4-after.nft"
 
+# --- OpenWrt source and fw4 coexistence.
+. "$REPO/tests/vm/fw4.sh"
+
 lab_down
 echo complete >"$OUT/done"

@@ -1,0 +1,92 @@
+# VM tier, sourced by guest.sh: the OpenWrt source and coexistence with fw4 (issue 5).
+# offloadd reads UCI files (zones -> devices); a fw4-like `table inet fw4` with its own
+# flowtable makes `mode auto` observe; when that table goes, offloadd takes over without
+# a restart; a fw4 reload (its table rebuilt) leaves our table alone.
+
+U=$T/uci; mkdir -p "$U"
+cat >"$U/network" <<'UCI'
+config interface 'lan'
+	option device 'lan0'
+	option proto 'static'
+
+config interface 'wan'
+	option device 'wan0'
+	option proto 'dhcp'
+
+config interface 'wan6'
+	option device '@wan'
+	option proto 'dhcpv6'
+UCI
+cat >"$U/firewall" <<'UCI'
+config defaults
+	option flow_offloading '1'
+
+config zone
+	option name 'lan'
+	list network 'lan'
+
+config zone
+	option name 'wan'
+	list network 'wan'
+	list network 'wan6'
+UCI
+cat >"$U/offloadd" <<'UCI'
+config offload 'main'
+	option mode 'auto'
+	option hardware 'off'
+	list zone 'lan'
+	list zone 'wan'
+UCI
+in_router "$OFFLOADD" plan --uci-dir "$U" >"$OUT/plan-uci.nft" 2>&1
+check uci_zones_resolve_to_devices "$(grep devices "$OUT/plan-uci.nft")" grep -q 'devices = { lan0, wan0 }' "$OUT/plan-uci.nft"
+
+fw4_table() { # the part of fw4's ruleset that matters here
+    in_router nft -f - <<'NFT'
+table inet fw4 {
+    flowtable ft { hook ingress priority filter; devices = { lan0, wan0 }; counter; }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        meta l4proto { tcp, udp } flow add @ft
+    }
+}
+NFT
+}
+in_router nft delete table inet fw4 2>/dev/null
+fw4_table
+role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1"; }
+export -f role_is
+ip netns exec "$R" "$OFFLOADD" run --uci-dir "$U" >"$OUT/offloadd-fw4auto.log" 2>&1 &
+OFFLOADD_PID=$!
+check auto_observes_fw4 "$(tail -3 "$OUT/offloadd-fw4auto.log")" poll 10 role_is observe
+check observe_creates_nothing "table inet offloadd exists" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+"$OFFLOADD" status >"$OUT/status-fw4-observe.txt" 2>&1
+check status_says_why_observing "$(head -3 "$OUT/status-fw4-observe.txt")" grep -q 'flowtable ft in table fw4 already covers lan0' "$OUT/status-fw4-observe.txt"
+run_tcp 6 "$T/iperf-fw4.json"
+check fw4_flow_offloaded "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+check observe_reports_fw4_flows "$("$OFFLOADD" flows 2>&1 | head -3)" poll 5 on_path sw "198.18.2.2:5201"
+wait "$TCP_PID"
+
+# fw4's table goes (offloading switched off, or fw4 stopped): offloadd manages.
+t0=$(now_ms)
+in_router nft delete table inet fw4
+poll 10 table_exists; TAKE_MS=$(($(now_ms) - t0))
+echo "fw4 table deleted: offloadd managing after ${TAKE_MS} ms" >>"$OUT/report-links.txt"
+check takes_over_without_restart "${TAKE_MS} ms; $(tail -2 "$OUT/offloadd-fw4auto.log")" bash -c "test $TAKE_MS -le 5000 && role_is manage"
+check takeover_same_process "pid changed" kill -0 "$OFFLOADD_PID"
+run_tcp 6 "$T/iperf-takeover.json"
+check flow_offloaded_after_takeover "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+wait "$TCP_PID"
+
+# A fw4 reload rebuilds only inet fw4 (here without a flowtable, offloading off): our
+# table stays, with the same flowtable.
+HANDLE=$(ft_handle)
+in_router nft -f - <<'NFT'
+table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; } }
+delete table inet fw4
+table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; } }
+NFT
+sleep 3
+check our_table_survives_fw4_reload "handle $HANDLE -> $(ft_handle)" test -n "$HANDLE" -a "$(ft_handle)" = "$HANDLE"
+check still_managing_after_fw4_reload "role changed" role_is manage
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router nft delete table inet fw4 2>/dev/null
