@@ -53,6 +53,14 @@ NFT
 }
 in_router nft delete table inet fw4 2>/dev/null
 fw4_table
+# mode = "manage" next to fw4's flowtable: it builds its own and warns about the duplicate.
+printf 'mode = "manage"\n[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\n' >"$T/manage.toml"
+start_offloadd "$T/manage.toml" "$OUT/offloadd-dup.log"
+"$OFFLOADD" status >"$OUT/status-dup.txt" 2>&1
+check manage_warns_duplicate "$(cat "$OUT/status-dup.txt")" bash -c \
+    "grep -q 'DUPLICATE:  flowtable ft in table inet fw4 also covers lan0, wan0' '$OUT/status-dup.txt' && grep -q 'WARN.*also covers lan0, wan0' '$OUT/offloadd-dup.log'"
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+
 role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1"; }
 export -f role_is
 ip netns exec "$R" "$OFFLOADD" run --uci-dir "$U" >"$OUT/offloadd-fw4auto.log" 2>&1 &
