@@ -62,7 +62,7 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
         },
         Mode::Auto => {
             for ft in &actual.foreign_flowtables {
-                if let Some(dev) = ft.devices.iter().find(|d| cfg.offload.devices.contains(d)) {
+                if let Some(dev) = cfg.offload.devices.iter().find(|d| ft.devices.contains(d)) {
                     return Role::Observe {
                         why: format!(
                             "mode = \"auto\" and flowtable {} in table {} already covers {dev}",

@@ -83,10 +83,11 @@ pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
         .foreign_flowtables
         .iter()
         .filter_map(|ft| {
-            let shared: Vec<&str> = ft
+            let shared: Vec<&str> = cfg
+                .offload
                 .devices
                 .iter()
-                .filter(|d| cfg.offload.devices.contains(d))
+                .filter(|d| ft.devices.contains(d))
                 .map(String::as_str)
                 .collect();
             (!shared.is_empty()).then(|| {
