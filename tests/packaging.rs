@@ -49,7 +49,12 @@ calls START="$START" STOP="$STOP" USE_PROCD="$USE_PROCD"
 #[test]
 fn init_script_declares_the_instance_and_reload_sends_sighup() {
     let init = files().join("offloadd.init");
-    let ok = Command::new("sh").arg("-n").arg(&init).status().unwrap().success();
+    let ok = Command::new("sh")
+        .arg("-n")
+        .arg(&init)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "sh -n {}", init.display());
     let log = std::env::temp_dir().join(format!("offloadd-procd-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
@@ -59,7 +64,11 @@ fn init_script_declares_the_instance_and_reload_sends_sighup() {
         .env("LOG", &log)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     std::fs::remove_file(&log).unwrap();
     let want = [
@@ -90,7 +99,11 @@ fn init_and_rpcd_scripts_pass_shellcheck() {
             .arg(files().join(f))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -110,7 +123,10 @@ fn rpcd(args: &[&str]) -> serde_json::Value {
 #[test]
 fn rpcd_plugin_answers_ubus_in_json() {
     let list = rpcd(&["list"]);
-    assert!(list.get("status").is_some() && list.get("flows").is_some(), "{list}");
+    assert!(
+        list.get("status").is_some() && list.get("flows").is_some(),
+        "{list}"
+    );
     // No daemon on the socket: ubus still gets JSON, saying so.
     let status = rpcd(&["call", "status"]);
     assert_eq!(status["error"], "offloadd is not running", "{status}");
@@ -146,7 +162,11 @@ fn systemd_unit_verifies() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("offloadd.service");
     std::fs::write(&path, unit).unwrap();
-    let out = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
     let security = Command::new("systemd-analyze")
         .args(["security", "--offline=yes", "--threshold=40"])
         .arg(&path)
@@ -154,7 +174,10 @@ fn systemd_unit_verifies() {
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
     assert!(
         security.status.success(),
         "exposure above 4.0: {}",

@@ -180,10 +180,7 @@ fn log_news(before: &Status, now: &Status, announce: bool) {
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut cfg = opts.config.load()?;
     let exclude_file = opts.config.exclude_file();
-    let status = Arc::new(Mutex::new(view::initial(
-        &cfg,
-        &opts.config.to_string(),
-    )));
+    let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.to_string())));
     // Bind first: a second daemon must stop before it touches the kernel.
     let listener = control::bind(&opts.socket)?;
     let _socket_file = RemoveOnDrop(opts.socket.clone());
