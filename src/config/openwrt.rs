@@ -79,7 +79,7 @@ pub fn from_uci(
     let Some(main) = offloadd.and_then(|f| f.of_type("offload").next()) else {
         // No offloadd config: follow the firewall's own offloading settings.
         let defaults = firewall.of_type("defaults").next();
-        let flag = |key| defaults.and_then(|d| d.single(key)).map(|(v, l)| (v, l));
+        let flag = |key| defaults.and_then(|d| d.single(key));
         let on = |key| -> UciResult<bool> {
             match flag(key) {
                 None => Ok(false),
