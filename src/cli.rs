@@ -64,6 +64,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check config, kernel support, hardware per device and common mistakes; changes nothing.
+    /// Exit 0: no failure; 1: something fails; 2: could not run (not root).
+    Check {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon: mode, devices, hardware, flows by path, time to offload, last apply.
     Status {
         /// Print JSON.
@@ -114,6 +123,7 @@ pub fn main() -> ExitCode {
             resync,
         } => watch_flows(&socket, path, json, resync),
         Command::Metrics => print_metrics(&socket),
+        Command::Check { source, json } => run_check(source.source(), json),
     };
     match result {
         Ok(code) => code,
@@ -183,6 +193,17 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
     }
     print!("{desired}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_check(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
+    let facts = crate::check::gather(&source);
+    let found = crate::check::findings(&facts);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print!("{}", crate::check::text(&found));
+    }
+    Ok(ExitCode::from(crate::check::exit_code(&facts, &found)))
 }
 
 fn print_status(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {

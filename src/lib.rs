@@ -4,6 +4,7 @@
 //! and the present links into a `Desired` ruleset (pure); `nft` is the only module that
 //! talks to nf_tables and applies a `Desired` in one batch; `daemon` wires it together.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conntrack;

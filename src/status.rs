@@ -28,6 +28,12 @@ pub struct Status {
     #[serde(default)]
     pub duplicates: Vec<String>,
     pub last_apply: Option<LastApply>,
+    /// Flowtable flushes after changes to other tables (see `[offload]
+    /// flush_on_firewall_change`), and the tables of the last one.
+    #[serde(default)]
+    pub flushes: u64,
+    #[serde(default)]
+    pub last_flush: Option<Flush>,
     pub warnings: Vec<String>,
     pub resync_interval_ms: u64,
     /// `None` when the conntrack watcher could not start (see `conntrack_error`).
@@ -102,6 +108,14 @@ impl DeviceState {
             DeviceState::NotOffloaded => "in no flowtable",
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flush {
+    pub at_unix_ms: u64,
+    /// "family table" of what changed, e.g. "inet fw4".
+    pub tables: Vec<String>,
+    pub took_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

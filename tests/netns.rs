@@ -207,3 +207,43 @@ fn bad_configs_change_nothing_and_name_file_and_line() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn check_on_a_kernel_without_flowtables_fails_with_the_module_hint_and_changes_nothing() {
+    if !require_root() {
+        return;
+    }
+    let (ns, before) = router_ns();
+    let cfg = std::env::temp_dir().join(format!("offloadd-check-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        "[offload]\ndevices = [\"lan0\", \"wan0\", \"absent0\"]\nhardware = \"auto\"\n",
+    )
+    .unwrap();
+    let out = ns.run(
+        env!("CARGO_BIN_EXE_offloadd"),
+        &["check", "--config", cfg.to_str().unwrap()],
+    );
+    let json = ns.run(
+        env!("CARGO_BIN_EXE_offloadd"),
+        &["check", "--json", "--config", cfg.to_str().unwrap()],
+    );
+    std::fs::remove_file(&cfg).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL flowtable support: kernel lacks flowtable support (OpenWrt: opkg install kmod-nft-offload"), "{text}");
+    assert!(
+        text.contains("WARN device absent0 does not exist now"),
+        "{text}"
+    );
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        found
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["level"] == "fail"),
+        "{found}"
+    );
+    assert_eq!(ns.ruleset(), before, "check changed the ruleset");
+}

@@ -62,6 +62,9 @@ pub struct OffloadConfig {
     pub hardware: Hardware,
     /// Keep conntrack byte/packet counters right for offloaded flows (nlbwmon, accounting).
     pub counter: bool,
+    /// Flush the flowtable when another nf_tables table changes, so offloaded flows meet
+    /// the new rules on their next packet.
+    pub flush_on_change: bool,
     /// Connections that must stay on the normal path (each compiles to one or more
     /// `return` rules before `flow add`).
     pub exclude: Vec<Exclude>,
@@ -115,6 +118,7 @@ impl Default for Config {
                 devices: Vec::new(),
                 hardware: Hardware::Auto,
                 counter: true,
+                flush_on_change: true,
                 exclude: Vec::new(),
             },
             conntrack: ConntrackConfig {

@@ -103,7 +103,15 @@ pub fn from_uci(
     };
     let off = |line: usize, m: String| (UciFileName::Offloadd, ParseError::new(line, m));
     for o in &main.options {
-        let known = ["enabled", "mode", "hardware", "zone", "device", "counter"];
+        let known = [
+            "enabled",
+            "mode",
+            "hardware",
+            "zone",
+            "device",
+            "counter",
+            "flush_on_change",
+        ];
         if !known.contains(&o.key.as_str()) {
             return Err(off(
                 o.line,
@@ -147,6 +155,9 @@ pub fn from_uci(
                 ))
             }
         };
+    }
+    if let Some((v, l)) = main.single("flush_on_change") {
+        cfg.offload.flush_on_change = parse_bool(v).map_err(|m| off(l, m))?;
     }
     if let Some((v, l)) = main.single("counter") {
         cfg.offload.counter = parse_bool(v).map_err(|m| off(l, m))?;

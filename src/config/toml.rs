@@ -27,6 +27,7 @@ struct RawOffload {
     devices: Option<Vec<Spanned<String>>>,
     hardware: Option<Spanned<String>>,
     counter: Option<bool>,
+    flush_on_firewall_change: Option<bool>,
     exclude: Option<Vec<Spanned<RawExclude>>>,
 }
 
@@ -109,6 +110,9 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
                     ))
                 }
             };
+        }
+        if let Some(f) = o.flush_on_firewall_change {
+            cfg.offload.flush_on_change = f;
         }
         if let Some(c) = o.counter {
             cfg.offload.counter = c;

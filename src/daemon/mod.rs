@@ -6,6 +6,8 @@
 
 mod view;
 
+pub use view::duplicates;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use crate::config::{Config, Hardware, Mode, Source};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
 use crate::link::{self, LinkSnapshot};
+use crate::nft::monitor::RulesetChange;
 use crate::nft::{Actual, Applied, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
 use crate::status::{DeviceState, Status};
@@ -36,6 +39,10 @@ const LINK_SETTLE: Duration = Duration::from_millis(20);
 const ROLE_CHECK: Duration = Duration::from_secs(2);
 
 type Links = watch::Receiver<LinkSnapshot>;
+
+/// Notifications of one `nft -f` or fw4 reload arrive within a few ms; wait this long
+/// after the first so a burst costs one flush.
+const FLUSH_SETTLE: Duration = Duration::from_millis(50);
 
 pub struct RunOptions {
     pub config: Source,
@@ -147,6 +154,36 @@ async fn apply_and_record(
     result
 }
 
+async fn recv_change(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<RulesetChange>>,
+) -> Option<RulesetChange> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Recreates our table so that offloaded flows meet the changed firewall on their next
+/// packet, and records it in status.
+async fn flush(nft: &NftHandle, tables: Vec<String>, status: &Mutex<Status>) {
+    let started = Instant::now();
+    match nft.flush().await {
+        Ok(true) => {
+            let took = started.elapsed();
+            info!(tables = ?tables, took_ms = took.as_millis() as u64, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
+            let mut st = status.lock().unwrap();
+            st.flushes += 1;
+            st.last_flush = Some(crate::status::Flush {
+                at_unix_ms: crate::conntrack::unix_ms(),
+                tables,
+                took_ms: took.as_secs_f64() * 1000.0,
+            });
+        }
+        Ok(false) => {}
+        Err(e) => error!("firewall changed but flushing the flowtable failed: {e}"),
+    }
+}
+
 /// Logs device problems once: at start and reload all of them, after link events only
 /// those that are new (a device that comes and goes a thousand times is not a thousand
 /// hardware warnings).
@@ -189,6 +226,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .await
         .context("watching network devices (rtnetlink link events)")?;
     let mut links_alive = true;
+    let mut ruleset = match crate::nft::monitor::spawn_monitor() {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            warn!("cannot subscribe to nf_tables notifications ({e}); firewall changes will not flush the flowtable");
+            None
+        }
+    };
     let mut role_timer = tokio::time::interval(ROLE_CHECK);
     role_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -279,6 +323,25 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                             view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                         }
                     }
+                }
+            }
+            change = recv_change(&mut ruleset), if ruleset.is_some() => {
+                let Some(change) = change else {
+                    ruleset = None;
+                    continue;
+                };
+                let mut tables = change.tables;
+                // One fw4 reload is several transactions: flush once for the burst.
+                tokio::time::sleep(FLUSH_SETTLE).await;
+                while let Some(Ok(more)) = ruleset.as_mut().map(|r| r.try_recv()) {
+                    tables.extend(more.tables);
+                }
+                tables.sort();
+                tables.dedup();
+                if matches!(role, Role::Manage { .. }) && cfg.offload.flush_on_change {
+                    flush(&nft, tables, &status).await;
+                } else {
+                    debug!(tables = ?tables, "another table changed; not flushing (observing, or flush_on_firewall_change = false)");
                 }
             }
             _ = role_timer.tick(), if cfg.mode == Mode::Auto => {

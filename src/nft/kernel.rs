@@ -103,6 +103,29 @@ impl Nft {
         explain(&object, errno)
     }
 
+    /// Recreates our table in one batch from what was last applied. The kernel frees the
+    /// old flowtable, so every flow in it returns to the normal path and its next packet
+    /// goes through the current firewall rules (and is offloaded again if they accept
+    /// it). Returns false when there is nothing applied to flush.
+    pub fn flush(&mut self) -> Result<bool, NftError> {
+        let Some((desired, rules)) = self.applied.clone() else {
+            return Ok(false);
+        };
+        if !self.table_exists()? {
+            return Ok(false);
+        }
+        let b = batch::create(&desired, TableFlags { owner: self.owner }, true);
+        match self.send(&b, false)? {
+            None => {
+                self.read()?
+                    .verify(&desired, &rules, self.owner)
+                    .map_err(NftError::ReadBack)?;
+                Ok(true)
+            }
+            Some((o, e)) => Err(self.classify(o, e)),
+        }
+    }
+
     /// Removes our table if it is there. Returns whether it was.
     pub fn remove(&mut self) -> Result<bool, NftError> {
         self.applied = None;
@@ -195,6 +218,9 @@ enum Command {
     Remove {
         reply: oneshot::Sender<Result<bool, NftError>>,
     },
+    Flush {
+        reply: oneshot::Sender<Result<bool, NftError>>,
+    },
     Read {
         reply: oneshot::Sender<Result<Actual, NftError>>,
     },
@@ -248,6 +274,9 @@ impl NftHandle {
                         Command::Remove { reply } => {
                             let _ = reply.send(nft.remove());
                         }
+                        Command::Flush { reply } => {
+                            let _ = reply.send(nft.flush());
+                        }
                         Command::Read { reply } => {
                             let _ = reply.send(nft.read());
                         }
@@ -291,6 +320,10 @@ impl NftHandle {
 
     pub async fn remove(&self) -> Result<bool, NftError> {
         self.call(|reply| Command::Remove { reply }).await
+    }
+
+    pub async fn flush(&self) -> Result<bool, NftError> {
+        self.call(|reply| Command::Flush { reply }).await
     }
 
     pub async fn read(&self) -> Result<Actual, NftError> {

@@ -9,6 +9,7 @@ pub mod batch;
 mod error;
 mod hardware;
 mod kernel;
+pub mod monitor;
 mod readback;
 mod socket;
 pub mod sys;

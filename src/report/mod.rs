@@ -236,6 +236,16 @@ pub fn status_text(st: &Status) -> String {
             let _ = writeln!(o, "last apply: never (observe mode creates nothing)");
         }
     }
+    if let Some(f) = &st.last_flush {
+        let _ = writeln!(
+            o,
+            "flushes:    {} after firewall changes; last {} ago ({}), took {}",
+            st.flushes,
+            ago(f.at_unix_ms),
+            f.tables.join(", "),
+            duration_ms(f.took_ms)
+        );
+    }
     for (i, w) in st.warnings.iter().enumerate() {
         let label = if i == 0 { "warnings:" } else { "" };
         let _ = writeln!(o, "{label:<11} {w}");

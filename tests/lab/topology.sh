@@ -107,9 +107,9 @@ start_servers() {
     done
     sleep 0.5
 }
-# run_tcp SECONDS JSON_OUT: iperf3 client in the background; sets TCP_PID.
+# run_tcp SECONDS JSON_OUT [PORT]: iperf3 client in the background; sets TCP_PID.
 run_tcp() {
-    in_lan iperf3 -c 198.18.2.2 -t "$1" -b 100M -J >"$2" 2>&1 &
+    in_lan iperf3 -c 198.18.2.2 -p "${3:-5201}" -t "$1" -b 100M -J >"$2" 2>&1 &
     TCP_PID=$!
 }
 # run_udp SECONDS PORT SPORT LOG: echo client in the background; sets UDP_PID.

@@ -1,0 +1,286 @@
+//! `offloadd check`: a doctor. `gather` reads the facts (config, kernel, sysctls) without
+//! changing anything; `findings` turns them into ok / warn / fail lines with the next
+//! step, and is pure so every finding has a unit test.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{Config, Hardware, Mode, Source};
+use crate::link::LinkSnapshot;
+use crate::nft::{Kernel, Nft, NftError};
+use crate::plan::{plan, Desired};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub what: String,
+    /// The next step, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+fn f(level: Level, what: impl Into<String>, next: Option<&str>) -> Finding {
+    Finding {
+        level,
+        what: what.into(),
+        next: next.map(str::to_string),
+    }
+}
+
+/// Everything `check` looks at. `None` where a fact could not be read.
+#[derive(Debug, Default)]
+pub struct Facts {
+    pub source: String,
+    pub config: Option<Result<Config, String>>,
+    pub plan: Option<Result<Desired, String>>,
+    /// The trial of the planned ruleset (a batch the kernel checks and never commits).
+    pub trial: Option<Result<(), String>>,
+    pub no_flowtables: bool,
+    /// The kernel refused to let us talk to nf_tables (not root): check cannot run.
+    pub denied: Option<String>,
+    /// Hardware trial per device: Err(reason) when refused.
+    pub hardware: Vec<(String, Result<(), String>)>,
+    pub modules: Vec<(&'static str, bool)>,
+    /// Other tables' flowtables that cover configured devices.
+    pub duplicates: Vec<String>,
+    pub ip_forward: Option<bool>,
+    pub conntrack_acct: Option<bool>,
+}
+
+pub const MODULES: [&str; 6] = [
+    "nf_tables",
+    "nf_conntrack",
+    "nf_conntrack_netlink",
+    "nf_flow_table",
+    "nf_flow_table_inet",
+    "nft_flow_offload",
+];
+
+pub fn findings(x: &Facts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let cfg = match &x.config {
+        Some(Ok(c)) => {
+            out.push(f(Level::Ok, format!("config {} reads", x.source), None));
+            Some(c)
+        }
+        Some(Err(e)) => {
+            out.push(f(
+                Level::Fail,
+                format!("config: {e}"),
+                Some("fix that line; `offloadd plan` shows the result"),
+            ));
+            None
+        }
+        None => None,
+    };
+    match &x.plan {
+        Some(Ok(d)) => {
+            let devs: Vec<&str> = d.devices().collect();
+            out.push(f(
+                Level::Ok,
+                format!(
+                    "plan: flowtable devices {}",
+                    if devs.is_empty() {
+                        "(none present)".into()
+                    } else {
+                        devs.join(", ")
+                    }
+                ),
+                None,
+            ));
+            for m in &d.missing {
+                out.push(f(Level::Warn, format!("device {m} does not exist now"), Some("a typo? `ip link` lists the devices; one that comes up later (PPPoE, Wi-Fi) is added when it appears")));
+            }
+        }
+        Some(Err(e)) => out.push(f(
+            Level::Fail,
+            format!("plan: {e}"),
+            Some("fix the exclusion named there"),
+        )),
+        None => {}
+    }
+    // Built-in modules need not show in /sys/module: only name them when the trial failed.
+    let trial_failed = matches!(x.trial, Some(Err(_)));
+    for (m, loaded) in x.modules.iter().filter(|_| trial_failed) {
+        if !loaded {
+            out.push(f(Level::Warn, format!("kernel module {m} is not loaded"), Some("it loads on demand if installed; if the flowtable trial fails: modprobe it (OpenWrt: opkg install kmod-nft-offload)")));
+        }
+    }
+    if let Some(why) = &x.denied {
+        out.push(f(
+            Level::Fail,
+            format!("cannot talk to nf_tables: {why}"),
+            Some("run check as root (or with CAP_NET_ADMIN)"),
+        ));
+    }
+    match &x.trial {
+        Some(Ok(())) => out.push(f(Level::Ok, "flowtable support: the kernel accepts the planned ruleset (checked without committing)", None)),
+        Some(Err(e)) if x.no_flowtables => out.push(f(Level::Fail, format!("flowtable support: {e}"), Some("install the modules named there, or run a kernel that has them; nothing was changed"))),
+        Some(Err(e)) => out.push(f(Level::Fail, format!("the kernel refuses the planned ruleset: {e}"), None)),
+        None => {}
+    }
+    let require = cfg.is_some_and(|c| c.offload.hardware == Hardware::Require);
+    for (dev, r) in &x.hardware {
+        match r {
+            Result::Ok(()) => out.push(f(Level::Ok, format!("hardware offload: {dev} accepts it"), None)),
+            Err(e) if require => out.push(f(Level::Fail, format!("hardware offload: {dev} refuses: {e}"), Some("hardware = \"require\" will not start; use \"auto\" to let it use software offload"))),
+            Err(e) => out.push(f(Level::Warn, format!("hardware offload: {dev} refuses: {e}"), Some("it uses software offload (hardware = \"auto\")"))),
+        }
+    }
+    for d in &x.duplicates {
+        let auto = cfg.is_some_and(|c| c.mode != Mode::Manage);
+        if auto {
+            out.push(f(
+                Level::Ok,
+                format!(
+                    "another flowtable covers our devices ({d}); mode auto/observe reports on it"
+                ),
+                None,
+            ));
+        } else {
+            out.push(f(Level::Warn, format!("duplicate: {d}"), Some("turn one off: uncheck software flow offloading in the firewall, or use mode \"auto\"")));
+        }
+    }
+    match x.ip_forward {
+        Some(false) => out.push(f(
+            Level::Warn,
+            "net.ipv4.ip_forward is 0: this machine forwards nothing, so nothing can be offloaded",
+            Some("sysctl -w net.ipv4.ip_forward=1 if it is meant to route"),
+        )),
+        Some(true) => out.push(f(Level::Ok, "net.ipv4.ip_forward is 1", None)),
+        None => {}
+    }
+    if x.conntrack_acct == Some(false) {
+        out.push(f(
+            Level::Warn,
+            "net.netfilter.nf_conntrack_acct is 0: flows show no byte or packet counts",
+            Some("sysctl -w net.netfilter.nf_conntrack_acct=1 for counts (nlbwmon turns it on)"),
+        ));
+    }
+    out.push(f(
+        Level::Ok,
+        "note: only forwarded TCP/UDP is offloaded; a speed test run on the router itself never is",
+        Some("test from a LAN client through the router; watch with `offloadd flows --watch`"),
+    ));
+    out
+}
+
+/// 0: nothing failed; 1: something failed; 2: check could not run.
+pub fn exit_code(x: &Facts, found: &[Finding]) -> u8 {
+    if x.denied.is_some() {
+        2
+    } else if found.iter().any(|f| f.level == Level::Fail) {
+        1
+    } else {
+        0
+    }
+}
+
+pub fn gather(source: &Source) -> Facts {
+    let mut x = Facts {
+        source: source.to_string(),
+        ..Facts::default()
+    };
+    x.modules = MODULES
+        .iter()
+        .map(|m| (*m, Path::new("/sys/module").join(m).exists()))
+        .collect();
+    x.ip_forward = sysctl_bool("net/ipv4/ip_forward");
+    x.conntrack_acct = sysctl_bool("net/netfilter/nf_conntrack_acct");
+    let cfg = match source.load() {
+        Ok(c) => c,
+        Err(e) => {
+            x.config = Some(Err(e.to_string()));
+            return x;
+        }
+    };
+    x.config = Some(Ok(cfg.clone()));
+    let mut links = LinkSnapshot::current().unwrap_or_default();
+    if cfg.offload.hardware != Hardware::Off {
+        links.resolve_lowers(&cfg.offload.devices, Path::new(crate::link::SYSFS_NET));
+    }
+    let desired = match plan(&cfg, &links) {
+        Ok(d) => d,
+        Err(e) => {
+            x.plan = Some(Err(format!(
+                "{}:{}: {e}",
+                source.exclude_file().display(),
+                e.line()
+            )));
+            return x;
+        }
+    };
+    x.plan = Some(Ok(desired.clone()));
+    let mut nft = match Nft::open() {
+        Ok(n) => n,
+        Err(e) => {
+            x.denied = Some(e.to_string());
+            return x;
+        }
+    };
+    if let Ok(actual) = nft.read() {
+        x.duplicates = crate::daemon::duplicates(&cfg, &actual);
+    }
+    match nft.trial(&desired.software_only()) {
+        Ok(()) => x.trial = Some(Ok(())),
+        Err(NftError::NoFlowtableSupport) => {
+            x.no_flowtables = true;
+            x.trial = Some(Err(NftError::NoFlowtableSupport.to_string()));
+        }
+        Err(
+            e @ NftError::Refused {
+                errno: libc::EPERM, ..
+            },
+        ) => x.denied = Some(e.to_string()),
+        Err(e) => x.trial = Some(Err(e.to_string())),
+    }
+    if cfg.offload.hardware != Hardware::Off && !x.no_flowtables && x.denied.is_none() {
+        for dev in desired.devices() {
+            let r = nft.probe(dev, true).map_err(|e| match e {
+                NftError::HardwareRefused { reason, .. } => {
+                    let hint = crate::link::hw_tc_offload_hint(dev)
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
+                    format!("{}{hint}", reason.split(';').next().unwrap_or(&reason))
+                }
+                other => other.to_string(),
+            });
+            x.hardware.push((dev.to_string(), r));
+        }
+    }
+    x
+}
+
+fn sysctl_bool(path: &str) -> Option<bool> {
+    let v = std::fs::read_to_string(Path::new("/proc/sys").join(path)).ok()?;
+    Some(v.trim() != "0")
+}
+
+pub fn text(found: &[Finding]) -> String {
+    let mut o = String::new();
+    for x in found {
+        let tag = match x.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        o.push_str(&format!("{tag} {}\n", x.what));
+        if let (Some(n), true) = (&x.next, x.level != Level::Ok || x.what.starts_with("note")) {
+            o.push_str(&format!("     -> {n}\n"));
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod tests;

@@ -1,0 +1,231 @@
+//! Ruleset notifications: the kernel multicasts every committed nf_tables change on
+//! NFNLGRP_NFTABLES, one message per object and NFT_MSG_NEWGEN at the end of each
+//! transaction. Offloaded packets skip every rule, so when another table changes (fw4
+//! reload, `nft -f`), flows offloaded under the old rules must go back through the new
+//! ones: the daemon flushes our flowtable. Changes to our own table are ignored.
+
+use std::io;
+
+use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
+use nftnl_sys::libc;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::plan::TABLE;
+
+/// NFNLGRP_NFTABLES (uapi nfnetlink.h).
+const NFNLGRP_NFTABLES: u32 = 7;
+/// NFT_MSG_NEWGEN: a transaction was committed.
+const NFT_MSG_NEWGEN: u8 = 16;
+
+/// One committed change to tables other than ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetChange {
+    /// "family table" of each changed object, e.g. "inet fw4" (deduplicated).
+    pub tables: Vec<String>,
+}
+
+/// What one notification message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// An object in table `table` of `family` changed (name unknown: `None`).
+    Object { family: u8, table: Option<String> },
+    /// End of a committed transaction.
+    Generation,
+}
+
+/// Decodes the notifications in one datagram. Pure; malformed tails are ignored.
+pub fn notices(buf: &[u8]) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while rest.len() >= 16 {
+        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+        if len < 16 || len > rest.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+        let msg = &rest[16..len];
+        if kind >> 8 == libc::NFNL_SUBSYS_NFTABLES as u16 && msg.len() >= 4 {
+            if (kind & 0xff) as u8 == NFT_MSG_NEWGEN {
+                out.push(Notice::Generation);
+            } else {
+                // Every nf_tables object message carries its table's name as attribute 1
+                // (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, ...).
+                out.push(Notice::Object {
+                    family: msg[0],
+                    table: attr_string(&msg[4..], 1),
+                });
+            }
+        }
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
+    out
+}
+
+fn attr_string(mut attrs: &[u8], want: u16) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == want {
+            let v = &attrs[4..len];
+            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+            return std::str::from_utf8(&v[..end]).ok().map(str::to_string);
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
+
+/// Collects notices into committed changes of foreign tables.
+#[derive(Default)]
+pub struct Collector {
+    pending: Vec<String>,
+}
+
+impl Collector {
+    pub fn push(&mut self, n: Notice) -> Option<RulesetChange> {
+        match n {
+            Notice::Object { family, table } => {
+                let ours = family == libc::NFPROTO_INET as u8 && table.as_deref() == Some(TABLE);
+                if !ours {
+                    let name = format!(
+                        "{} {}",
+                        family_name(family),
+                        table.as_deref().unwrap_or("?")
+                    );
+                    if !self.pending.contains(&name) {
+                        self.pending.push(name);
+                    }
+                }
+                None
+            }
+            Notice::Generation if self.pending.is_empty() => None,
+            Notice::Generation => Some(RulesetChange {
+                tables: std::mem::take(&mut self.pending),
+            }),
+        }
+    }
+}
+
+fn family_name(f: u8) -> &'static str {
+    match f as i32 {
+        libc::NFPROTO_INET => "inet",
+        libc::NFPROTO_IPV4 => "ip",
+        libc::NFPROTO_IPV6 => "ip6",
+        libc::NFPROTO_BRIDGE => "bridge",
+        libc::NFPROTO_NETDEV => "netdev",
+        libc::NFPROTO_ARP => "arp",
+        _ => "?",
+    }
+}
+
+/// Starts the monitor; each committed change to another table arrives on the channel.
+/// Lost notifications (socket overrun) are reported as a change of unknown tables:
+/// flushing once too often is safe, missing a change is not.
+pub fn spawn_monitor() -> io::Result<mpsc::Receiver<RulesetChange>> {
+    let mut sock = TokioSocket::new(libc::NETLINK_NETFILTER as isize)?;
+    sock.socket_mut().bind_auto()?;
+    sock.socket_mut().add_membership(NFNLGRP_NFTABLES)?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut collector = Collector::default();
+        loop {
+            let buf = match sock.recv_from_full().await {
+                Ok((buf, _)) => buf,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    let change = RulesetChange {
+                        tables: vec!["(notifications lost)".into()],
+                    };
+                    if tx.send(change).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    warn!("nf_tables notifications stopped: {e}; firewall changes no longer flush the flowtable");
+                    return;
+                }
+            };
+            for n in notices(&buf) {
+                if let Some(change) = collector.push(n) {
+                    if tx.send(change).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One nf_tables notification: header, nfgenmsg, attribute 1 = table name.
+    fn msg(kind: u8, family: u8, table: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        let name = format!("{table}\0");
+        attr.extend_from_slice(&((4 + name.len()) as u16).to_ne_bytes());
+        attr.extend_from_slice(&1u16.to_ne_bytes());
+        attr.extend_from_slice(name.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let len = 16 + 4 + attr.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(
+            &(((libc::NFNL_SUBSYS_NFTABLES as u16) << 8) | kind as u16).to_ne_bytes(),
+        );
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[family, 0, 0, 0]);
+        m.extend_from_slice(&attr);
+        m
+    }
+
+    #[test]
+    fn foreign_change_is_reported_at_commit_our_own_is_not() {
+        let inet = libc::NFPROTO_INET as u8;
+        let mut buf = msg(6 /* NEWRULE */, inet, "fw4");
+        buf.extend(msg(NFT_MSG_NEWGEN, 0, ""));
+        let mut c = Collector::default();
+        let got: Vec<_> = notices(&buf)
+            .into_iter()
+            .filter_map(|n| c.push(n))
+            .collect();
+        assert_eq!(
+            got,
+            [RulesetChange {
+                tables: vec!["inet fw4".into()]
+            }]
+        );
+
+        let mut own = msg(0 /* NEWTABLE */, inet, TABLE);
+        own.extend(msg(3 /* NEWCHAIN */, inet, TABLE));
+        own.extend(msg(NFT_MSG_NEWGEN, 0, ""));
+        assert!(notices(&own)
+            .into_iter()
+            .filter_map(|n| c.push(n))
+            .next()
+            .is_none());
+        // Same name in another family is not ours.
+        let mut ip = msg(0, libc::NFPROTO_IPV4 as u8, TABLE);
+        ip.extend(msg(NFT_MSG_NEWGEN, 0, ""));
+        assert_eq!(
+            notices(&ip).into_iter().filter_map(|n| c.push(n)).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn truncated_input_ends_quietly() {
+        let buf = msg(6, 1, "fw4");
+        for cut in 0..buf.len() {
+            let _ = notices(&buf[..cut]);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+# VM tier, sourced by guest.sh: firewall changes reach offloaded flows (issue 6).
+# A "main firewall" table at priority filter decides; offloadd's chain (filter + 10) only
+# offloads what it accepted. Offloaded packets skip every rule, so a drop rule added later
+# does not reach an offloaded stream, unless offloadd flushes its flowtable on the
+# change (default). Shown both ways.
+
+in_router nft -f - <<'NFT'
+table inet mainfw {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        tcp dport 5202 counter drop
+    }
+}
+NFT
+in_wan iperf3 -s -D -B 198.18.2.2 -p 5202 >/dev/null
+# Each drop scenario uses its own server port: a stream cut by a drop rule leaves its
+# server waiting, and later checks still need the one on 5201.
+wan_rx() { ip -n "$W" -s -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
+# stream_after_drop LABEL PORT: with an offloaded stream to PORT, the main firewall gets
+# a drop rule for PORT; measures when the stream left the flowtable and how much still
+# reached the wan host in a second once the rule had settled.
+stream_after_drop() {
+    local port=$2 t0 rx1 rx2
+    in_wan iperf3 -s -1 -D -B 198.18.2.2 -p "$port" >/dev/null
+    sleep 0.5
+    run_tcp 12 "$T/iperf-$1.json" "$port"
+    poll 10 offloaded tcp "$port" || echo "$1: stream never offloaded" >>"$OUT/report-policy.txt"
+    sleep 1
+    t0=$(now_ms)
+    in_router nft add rule inet mainfw forward tcp dport "$port" counter drop
+    STOP_MS=never
+    poll 3 bash -c "! (ip netns exec $R conntrack -L -p tcp --dport $port 2>/dev/null | grep -q OFFLOAD)" && STOP_MS=$(($(now_ms) - t0))
+    sleep 1
+    rx1=$(wan_rx); sleep 1; rx2=$(wan_rx)
+    PASSED=$((rx2 - rx1))
+    echo "$1: offload ended ${STOP_MS} ms after the drop rule; ${PASSED} bytes reached the wan host in the following second" >>"$OUT/report-policy.txt"
+    kill "$TCP_PID" 2>/dev/null; wait "$TCP_PID" 2>/dev/null
+}
+
+# Without the flush: the offloaded stream goes on past the new drop rule.
+printf '[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\nflush_on_firewall_change = false\n' >"$T/noflush.toml"
+start_offloadd "$T/noflush.toml" "$OUT/offloadd-noflush.log"
+stream_after_drop noflush 5203
+check without_flush_offloaded_stream_ignores_new_rule "offload ended after $STOP_MS ms, $PASSED bytes passed" \
+    test "$STOP_MS" = never -a "$PASSED" -gt 1000000
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+
+# With it (the default): the stream stops within a second.
+printf '[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\n' >"$T/flush.toml"
+start_offloadd "$T/flush.toml" "$OUT/offloadd-flush.log"
+# A flow the main firewall drops is never offloaded and never passes.
+in_lan timeout 10 iperf3 -c 198.18.2.2 -p 5202 -t 2 --connect-timeout 2000 >"$T/iperf-5202.txt" 2>&1; rc=$?
+check dropped_port_never_passes "iperf3 exit $rc: $(tail -1 "$T/iperf-5202.txt")" test "$rc" -ne 0
+check dropped_port_never_offloaded "$(flows tcp 5202)" bash -c "! (ip netns exec $R conntrack -L -p tcp --dport 5202 2>/dev/null | grep -q OFFLOAD)"
+stream_after_drop flush 5204
+check flush_stops_offloaded_stream_within_1s "offload ended after $STOP_MS ms, $PASSED bytes passed" \
+    bash -c "test '$STOP_MS' != never && test '$STOP_MS' -le 1000 && test '$PASSED' -lt 100000"
+"$OFFLOADD" status --json >"$T/status-flush.json" 2>&1
+"$OFFLOADD" status >"$OUT/status-flush.txt" 2>&1
+check status_counts_flushes "$(grep flushes "$OUT/status-flush.txt")" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["flushes"] >= 1 and "inet mainfw" in s["last_flush"]["tables"], s.get("last_flush")' "$T/status-flush.json"
+# Other streams offload as before (the flush kept the ruleset).
+run_tcp 5 "$T/iperf-after.json"
+check offloads_again_after_flush "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+wait "$TCP_PID"
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router nft delete table inet mainfw
