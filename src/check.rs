@@ -45,6 +45,9 @@ pub struct Facts {
     /// The trial of the planned ruleset (a batch the kernel checks and never commits).
     pub trial: Option<Result<(), String>>,
     pub no_flowtables: bool,
+    /// Our table is already in the kernel (a daemon applied it): proof of support, and
+    /// its owner flag would refuse a trial from here.
+    pub live: bool,
     /// The kernel refused to let us talk to nf_tables (not root): check cannot run.
     pub denied: Option<String>,
     /// Hardware trial per device: Err(reason) when refused.
@@ -123,6 +126,7 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
         ));
     }
     match &x.trial {
+        Some(Ok(())) if x.live => out.push(f(Level::Ok, "flowtable support: table inet offloadd is in the kernel (the running daemon applied it)", None)),
         Some(Ok(())) => out.push(f(Level::Ok, "flowtable support: the kernel accepts the planned ruleset (checked without committing)", None)),
         Some(Err(e)) if x.no_flowtables => out.push(f(Level::Fail, format!("flowtable support: {e}"), Some("install the modules named there, or run a kernel that has them; nothing was changed"))),
         Some(Err(e)) => out.push(f(Level::Fail, format!("the kernel refuses the planned ruleset: {e}"), None)),
@@ -229,8 +233,14 @@ pub fn gather(source: &Source) -> Facts {
     };
     if let Ok(actual) = nft.read() {
         x.duplicates = crate::daemon::duplicates(&cfg, &actual);
+        x.live = actual.table.is_some();
     }
-    match nft.trial(&desired.software_only()) {
+    let trial = if x.live {
+        Ok(())
+    } else {
+        nft.trial(&desired.software_only())
+    };
+    match trial {
         Ok(()) => x.trial = Some(Ok(())),
         Err(NftError::NoFlowtableSupport) => {
             x.no_flowtables = true;

@@ -4,6 +4,7 @@
 //! a refused batch leaves the running ruleset as it was. SIGTERM/SIGINT delete our table
 //! (offloaded flows fall back to the normal path at once) and exit 0.
 
+mod sysctl;
 mod view;
 
 pub use view::duplicates;
@@ -233,6 +234,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             None
         }
     };
+    let mut sysctls = sysctl::Sysctls::default();
     let mut role_timer = tokio::time::interval(ROLE_CHECK);
     role_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -268,6 +270,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 warn!("{d}");
             }
             apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await?;
+            sysctls.apply(&cfg.timeouts);
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
@@ -294,13 +297,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
                     info!(why = %why, "switching to observe; removing table inet offloadd");
                     if let Err(e) = nft.remove().await { error!("{e}"); continue; }
+                    sysctls.restore();
                 }
                 cfg = new_cfg;
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 if let Role::Manage { .. } = role {
-                    if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
-                        error!("{e:#}; the running ruleset is unchanged");
+                    match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
+                        Ok(_) => sysctls.apply(&cfg.timeouts),
+                        Err(e) => error!("{e:#}; the running ruleset is unchanged"),
                     }
                 }
             }
@@ -352,13 +357,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
                         info!(why = %why, "another flowtable now covers our devices; observing and removing table inet offloadd");
                         if let Err(e) = nft.remove().await { error!("{e}"); continue; }
+                    sysctls.restore();
                     }
                     role = new_role;
                     view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                     if let Role::Manage { why } = &role {
                         info!(why = %why, "no other flowtable covers our devices any more; managing table inet offloadd");
-                        if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
-                            error!("{e:#}; the running ruleset is unchanged");
+                        match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
+                            Ok(_) => sysctls.apply(&cfg.timeouts),
+                            Err(e) => error!("{e:#}; the running ruleset is unchanged"),
                         }
                     }
                 } else if let Role::Observe { .. } = role {
@@ -371,6 +378,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     crate::notify::notify("STOPPING=1");
     if let Role::Manage { .. } = role {
+        sysctls.restore();
         match nft.remove().await {
             Ok(_) => info!(
                 table = TABLE,

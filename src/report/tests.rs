@@ -131,6 +131,12 @@ fn status() -> Status {
         ],
         other_flowtables: vec![],
         duplicates: vec![],
+        flushes: 2,
+        last_flush: Some(crate::status::Flush {
+            at_unix_ms: 1_190_000,
+            tables: vec!["inet fw4".into()],
+            took_ms: 12.0,
+        }),
         last_apply: Some(LastApply {
             at_unix_ms: 1_000_100,
             took_ms: 602.0,
@@ -178,6 +184,7 @@ moves:      slow->sw 15, slow->hw 0, sw->hw 0, hw->sw 0, back to slow 12
 to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)
 conntrack:  1234 events, 61 resyncs (3 full) every 2.0 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
 last apply: 3m11s ago, took 602 ms, ruleset changed
+flushes:    2 after firewall changes; last 2.0 s ago (inet fw4), took 12 ms
 warnings:   wlan0: configured device does not exist
 ";
     assert_eq!(text, expected);

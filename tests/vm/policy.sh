@@ -67,3 +67,31 @@ check offloads_again_after_flush "$(flows tcp 5201)" poll 10 offloaded tcp 5201
 wait "$TCP_PID"
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet mainfw
+
+# [timeouts]: set while offloadd manages, the old values back when it stops.
+tcp0=$(in_router sysctl -n net.netfilter.nf_flowtable_tcp_timeout)
+udp0=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
+printf '[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\n[timeouts]\ntcp = "120s"\nudp = "45s"\n' >"$T/timeouts.toml"
+start_offloadd "$T/timeouts.toml" "$OUT/offloadd-timeouts.log"
+sleep 0.5
+tcp1=$(in_router sysctl -n net.netfilter.nf_flowtable_tcp_timeout)
+udp1=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
+check timeouts_applied "tcp $tcp0 -> $tcp1, udp $udp0 -> $udp1" test "$tcp1" = 120 -a "$udp1" = 45
+# check while the daemon runs: our live table is the proof of support.
+in_router "$OFFLOADD" check --config "$T/timeouts.toml" >"$OUT/check-live.txt" 2>&1; rc=$?
+check check_passes_with_daemon_running "exit $rc: $(grep -E 'FAIL|WARN' "$OUT/check-live.txt" | head -3)" test "$rc" -eq 0
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+tcp2=$(in_router sysctl -n net.netfilter.nf_flowtable_tcp_timeout)
+udp2=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
+check timeouts_restored "tcp $tcp2 (was $tcp0), udp $udp2 (was $udp0)" test "$tcp2" = "$tcp0" -a "$udp2" = "$udp0"
+
+# check on a kernel with flowtables, no daemon: the trial batch passes, exit 0;
+# hardware = "auto" on veth warns per device with the reason.
+conf "$T/check.toml" auto
+in_router nft list ruleset >"$T/before-check.nft"
+in_router "$OFFLOADD" check --config "$T/check.toml" >"$OUT/check-vm.txt" 2>&1; rc=$?
+in_router nft list ruleset >"$T/after-check.nft"
+check check_passes_in_vm "exit $rc: $(grep -E 'FAIL' "$OUT/check-vm.txt" | head -3)" bash -c \
+    "test $rc -eq 0 && grep -q '^ok   flowtable support: the kernel accepts the planned ruleset' '$OUT/check-vm.txt'"
+check check_warns_hw_per_device "$(grep hardware "$OUT/check-vm.txt")" grep -q '^WARN hardware offload: lan0 refuses: driver does not support TC_SETUP_FT (EOPNOTSUPP); ethtool: hw-tc-offload off' "$OUT/check-vm.txt"
+check check_changes_nothing "ruleset changed" cmp -s "$T/before-check.nft" "$T/after-check.nft"
