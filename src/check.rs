@@ -55,6 +55,8 @@ pub struct Facts {
     pub modules: Vec<(&'static str, bool)>,
     /// Other tables' flowtables that cover configured devices.
     pub duplicates: Vec<String>,
+    /// Flowtable devices with SQM/QoS shaping, and by what.
+    pub shaped: std::collections::BTreeMap<String, String>,
     pub ip_forward: Option<bool>,
     pub conntrack_acct: Option<bool>,
 }
@@ -154,6 +156,19 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
             out.push(f(Level::Warn, format!("duplicate: {d}"), Some("turn one off: uncheck software flow offloading in the firewall, or use mode \"auto\"")));
         }
     }
+    let hw = cfg.is_some_and(|c| c.offload.hardware != Hardware::Off);
+    for (dev, what) in &x.shaped {
+        let what = if hw {
+            format!("{dev} is shaped ({what}): hardware offload would bypass the shaper, so offloadd keeps {dev} on software offload")
+        } else {
+            format!("{dev} is shaped ({what}): software offload keeps the shaping")
+        };
+        out.push(f(
+            Level::Warn,
+            what,
+            Some("for hardware offload on this device remove the shaper; otherwise nothing to do"),
+        ));
+    }
     match x.ip_forward {
         Some(false) => out.push(f(
             Level::Warn,
@@ -224,6 +239,15 @@ pub fn gather(source: &Source) -> Facts {
         }
     };
     x.plan = Some(Ok(desired.clone()));
+    let devices: Vec<String> = desired.devices().map(str::to_string).collect();
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        x.shaped = rt
+            .block_on(crate::link::shaped_now(&devices))
+            .unwrap_or_default();
+    }
     let mut nft = match Nft::open() {
         Ok(n) => n,
         Err(e) => {

@@ -109,6 +109,26 @@ fn duplicate_warns_in_manage_and_is_fine_in_auto() {
 }
 
 #[test]
+fn shaped_device_warns_and_says_it_stays_on_software() {
+    let mut x = base();
+    x.shaped.insert("eth0".into(), "cake qdisc on eth0".into());
+    let all = findings(&x);
+    let s = find(&all, "eth0 is shaped (cake qdisc on eth0)");
+    assert_eq!(s.level, Level::Warn);
+    assert!(
+        s.what.contains("keeps eth0 on software offload"),
+        "{}",
+        s.what
+    );
+    x.config = Some(Ok(cfg(
+        "[offload]\ndevices = [\"eth0\"]\nhardware = \"off\"\n",
+    )));
+    assert!(find(&findings(&x), "eth0 is shaped")
+        .what
+        .contains("software offload keeps the shaping"));
+}
+
+#[test]
 fn forwarding_off_and_accounting_off_warn() {
     let mut x = base();
     x.ip_forward = Some(false);

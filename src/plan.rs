@@ -47,6 +47,10 @@ pub struct Desired {
     /// Configured devices that the flowtables name through others (hardware mode:
     /// bridge -> ports, VLAN -> parent).
     pub via: BTreeMap<String, Vec<String>>,
+    /// Flowtable devices that are shaped (SQM/QoS), and by what. Filled by the caller
+    /// from the kernel's qdiscs; hardware offload would bypass the shaper, so these stay
+    /// on software offload.
+    pub shaped: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -128,6 +132,7 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         excludes,
         missing,
         via,
+        shaped: BTreeMap::new(),
     })
 }
 
@@ -257,6 +262,7 @@ impl Desired {
             let mut d = d.clone();
             d.missing.clear();
             d.via.clear();
+            d.shaped.clear();
             let split = d.fallback.is_some();
             for ft in d.flowtable.iter_mut().filter(|_| !split) {
                 ft.devices.clear();

@@ -106,3 +106,43 @@ fn link_watcher_follows_add_rename_enslave_delete_recreate() {
         });
     });
 }
+
+#[test]
+fn ruleset_monitor_reports_other_tables_and_ignores_ours() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    let name = ns.name.clone();
+    ns.enter(move || {
+        let nft = |script: &str| {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &name, "nft", script])
+                .status()
+                .expect("nft")
+                .success();
+            assert!(ok, "nft {script}");
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut rx = offloadd::nft::monitor::spawn_monitor().expect("subscribe");
+            nft("add table inet offloadd");
+            nft("add table inet fw4");
+            let change = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .expect("a change within 2 s")
+                .expect("monitor running");
+            // Our own table's transaction came first and was not reported.
+            assert_eq!(change.tables, ["inet fw4"]);
+            nft("add chain inet fw4 forward { type filter hook forward priority 0; }");
+            let change = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(change.tables, ["inet fw4"]);
+        });
+    });
+}

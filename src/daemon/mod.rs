@@ -105,8 +105,13 @@ async fn apply(
 ) -> anyhow::Result<Applied> {
     let mut tries = 0;
     loop {
-        let desired = plan(cfg, &links_for(cfg, links))
+        let mut desired = plan(cfg, &links_for(cfg, links))
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+        let devices: Vec<String> = desired.devices().map(str::to_string).collect();
+        match link::shaped_now(&devices).await {
+            Ok(s) => desired.shaped = s,
+            Err(e) => warn!("{e}; SQM/QoS on flowtable devices is not detected"),
+        }
         // At start and reload; after link events the "applied" line lists them.
         for dev in desired.missing.iter().filter(|_| announce && tries == 0) {
             warn!(device = %dev, "configured device does not exist; added when it appears");

@@ -161,6 +161,9 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
                 .iter()
                 .map(|(d, why)| format!("{d}: left out of the flowtable: {why}")),
         )
+        .chain(a.desired.shaped.iter().map(|(d, what)| {
+            format!("{d}: shaped ({what}); software offload keeps the shaping, hardware offload would bypass it")
+        }))
         .collect();
     st.hardware.refused = refused;
     st.last_apply = Some(LastApply {

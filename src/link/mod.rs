@@ -8,6 +8,7 @@
 
 mod ethtool;
 mod lower;
+mod shaping;
 mod watcher;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use std::io;
 
 pub use ethtool::{feature, hw_tc_offload_hint, Feature};
 pub use lower::{lower_devices, SYSFS_NET};
+pub use shaping::{shaped, shaped_now};
 pub use watcher::spawn_link_watcher;
 
 /// One present device.

@@ -129,14 +129,30 @@ fn decide_hardware<K: Kernel>(
     if let Some(ft) = &mut all_hw.flowtable {
         ft.hw_offload = true;
     }
-    match k.trial(&all_hw) {
+    let trial = if d.shaped.is_empty() {
+        k.trial(&all_hw)
+    } else {
+        // Some device must stay on software: go straight to the per-device decision.
+        Err(NftError::HardwareRefused {
+            devices: vec![],
+            reason: String::new(),
+        })
+    };
+    match trial {
         Ok(()) => return Ok((all_hw, HardwareOutcome::Active)),
         Err(NftError::HardwareRefused { .. }) => {}
         Err(e) => return Err(e),
     }
     let devices: Vec<String> = all_hw.devices().map(str::to_string).collect();
-    let mut refused = Vec::new();
-    for dev in &devices {
+    let mut refused: Vec<(String, String)> = devices
+        .iter()
+        .filter_map(|dev| {
+            d.shaped.get(dev.as_str()).map(|what| {
+                (dev.clone(), format!("shaped ({what}): hardware offload would bypass the shaper, so it stays on software offload"))
+            })
+        })
+        .collect();
+    for dev in devices.iter().filter(|x| !d.shaped.contains_key(*x)) {
         let why = match k.probe(dev, true) {
             Ok(()) => continue,
             Err(NftError::HardwareRefused { reason, .. }) => short_reason(&reason),

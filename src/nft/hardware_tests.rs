@@ -119,6 +119,31 @@ fn auto_with_no_device_accepting_is_one_software_flowtable() {
 }
 
 #[test]
+fn a_shaped_device_stays_on_software_without_a_trial() {
+    let (mut k, mut d, hw) = setup("auto", &["eth0", "wan"], &["eth0", "wan"]);
+    d.shaped.insert("wan".into(), "cake qdisc on wan".into());
+    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    assert_eq!(
+        o.desired.flowtable.as_ref().unwrap().devices,
+        set(&["eth0"])
+    );
+    assert_eq!(o.desired.fallback.as_ref().unwrap().devices, set(&["wan"]));
+    match &o.hardware {
+        HardwareOutcome::Fallback { refused, .. } => {
+            assert_eq!(refused[0].0, "wan");
+            assert!(
+                refused[0].1.starts_with("shaped (cake qdisc on wan)"),
+                "{}",
+                refused[0].1
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // wan accepts hardware, but was never probed: only eth0's probe and the apply ran.
+    assert_eq!(k.calls, 2);
+}
+
+#[test]
 fn auto_keeps_hardware_when_all_accept() {
     let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0", "veth0"]);
     let o = apply_with_hardware(&mut k, &d, hw).unwrap();

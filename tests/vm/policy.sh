@@ -95,3 +95,16 @@ check check_passes_in_vm "exit $rc: $(grep -E 'FAIL' "$OUT/check-vm.txt" | head 
     "test $rc -eq 0 && grep -q '^ok   flowtable support: the kernel accepts the planned ruleset' '$OUT/check-vm.txt'"
 check check_warns_hw_per_device "$(grep hardware "$OUT/check-vm.txt")" grep -q '^WARN hardware offload: lan0 refuses: driver does not support TC_SETUP_FT (EOPNOTSUPP); ethtool: hw-tc-offload off' "$OUT/check-vm.txt"
 check check_changes_nothing "ruleset changed" cmp -s "$T/before-check.nft" "$T/after-check.nft"
+
+# SQM: a cake qdisc on wan0. check and status warn; with hardware = "auto" wan0 is kept
+# on software offload because of the shaper (it is not even tried).
+in_router tc qdisc add dev wan0 root cake bandwidth 500mbit
+conf "$T/sqm.toml" auto
+in_router "$OFFLOADD" check --config "$T/sqm.toml" >"$OUT/check-sqm.txt" 2>&1
+check check_warns_about_cake "$(grep -i shaped "$OUT/check-sqm.txt")" grep -q '^WARN wan0 is shaped (cake qdisc on wan0): hardware offload would bypass the shaper' "$OUT/check-sqm.txt"
+start_offloadd "$T/sqm.toml" "$OUT/offloadd-sqm.log"
+"$OFFLOADD" status >"$OUT/status-sqm.txt" 2>&1
+check status_keeps_shaped_device_on_software "$(grep -E 'wan0' "$OUT/status-sqm.txt")" bash -c \
+    "device_state wan0 | grep -q '^in_flowtable wan0: hardware refused: shaped (cake qdisc on wan0): hardware offload would bypass the shaper' && grep -q 'warnings:.*wan0: shaped\|^ *wan0: shaped (cake' '$OUT/status-sqm.txt'"
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router tc qdisc del dev wan0 root
