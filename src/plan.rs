@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::config::{Config, Exclude, IpPrefix, L4Proto, PortRange};
+use crate::config::{Config, Exclude, IpPrefix, L4Proto, Mark, PortRange};
 use crate::link::LinkSnapshot;
 
 /// Our table (family inet) as DESIGN.md names it.
@@ -71,8 +71,22 @@ pub struct ExcludeRule {
     pub daddr: Option<IpPrefix>,
     pub sport: Option<PortRange>,
     pub dport: Option<PortRange>,
+    pub mark: Option<Mark>,
+    /// Device matches are on the packet, so they come with the packet's direction: the
+    /// connection's input device is the input of original packets and the output of
+    /// replies. `dir` is then set and `iifname`/`oifname` are the packet's devices.
+    pub dir: Option<CtDir>,
+    pub iifname: Option<String>,
+    pub oifname: Option<String>,
     /// Config line of the `[[offload.exclude]]` entry it came from.
     pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtDir {
+    Original,
+    Reply,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,7 +169,30 @@ fn expand(e: &Exclude) -> Result<Vec<ExcludeRule>, PlanError> {
     };
     let (saddrs, daddrs) = (or_any(&e.saddr), or_any(&e.daddr));
     let (sports, dports) = (or_any(&e.sport), or_any(&e.dport));
-    let count = protos.len() * saddrs.len() * daddrs.len() * sports.len() * dports.len();
+    // (dir, packet iifname, packet oifname) for each (connection iif, connection oif).
+    let mut devices: Vec<(Option<CtDir>, Option<String>, Option<String>)> = Vec::new();
+    let iifs: Vec<Option<String>> = if e.iif.is_empty() {
+        vec![None]
+    } else {
+        e.iif.iter().cloned().map(Some).collect()
+    };
+    let oifs: Vec<Option<String>> = if e.oif.is_empty() {
+        vec![None]
+    } else {
+        e.oif.iter().cloned().map(Some).collect()
+    };
+    for i in &iifs {
+        for o in &oifs {
+            if i.is_none() && o.is_none() {
+                devices.push((None, None, None));
+            } else {
+                devices.push((Some(CtDir::Original), i.clone(), o.clone()));
+                devices.push((Some(CtDir::Reply), o.clone(), i.clone()));
+            }
+        }
+    }
+    let count =
+        protos.len() * saddrs.len() * daddrs.len() * sports.len() * dports.len() * devices.len();
     if count > MAX_EXCLUDE_RULES {
         return Err(PlanError::TooManyRules {
             line: e.line,
@@ -173,14 +210,20 @@ fn expand(e: &Exclude) -> Result<Vec<ExcludeRule>, PlanError> {
                 }
                 for &sport in &sports {
                     for &dport in &dports {
-                        out.push(ExcludeRule {
-                            l4proto,
-                            saddr,
-                            daddr,
-                            sport,
-                            dport,
-                            line: e.line,
-                        });
+                        for (dir, iifname, oifname) in &devices {
+                            out.push(ExcludeRule {
+                                l4proto,
+                                saddr,
+                                daddr,
+                                sport,
+                                dport,
+                                mark: e.mark,
+                                dir: *dir,
+                                iifname: iifname.clone(),
+                                oifname: oifname.clone(),
+                                line: e.line,
+                            });
+                        }
                     }
                 }
             }
@@ -301,6 +344,21 @@ impl fmt::Display for ExcludeRule {
         }
         if let Some(p) = &self.dport {
             parts.push(format!("ct original proto-dst {p}"));
+        }
+        if let Some(m) = &self.mark {
+            parts.push(m.to_string());
+        }
+        if let Some(d) = self.dir {
+            parts.push(match d {
+                CtDir::Original => "ct direction original".into(),
+                CtDir::Reply => "ct direction reply".into(),
+            });
+        }
+        if let Some(i) = &self.iifname {
+            parts.push(format!("iifname \"{i}\""));
+        }
+        if let Some(o) = &self.oifname {
+            parts.push(format!("oifname \"{o}\""));
         }
         parts.push("return".into());
         f.write_str(&parts.join(" "))

@@ -184,3 +184,23 @@ fn device_only_differences_are_recognised() {
     rest.fallback.as_mut().unwrap().devices.insert("c".into());
     assert!(split.differs_only_in_devices(&rest));
 }
+
+#[test]
+fn device_exclusions_follow_the_connection_in_both_directions() {
+    let cfg = parse_toml(
+        "[[offload.exclude]]\nmark = \"0x10/0xff\"\niif = [\"wlan0\"]\noif = [\"wan\"]\n",
+    )
+    .unwrap();
+    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let rules: Vec<String> = d.excludes.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        rules,
+        [
+            "ct mark and 0xff == 0x10 ct direction original iifname \"wlan0\" oifname \"wan\" return",
+            "ct mark and 0xff == 0x10 ct direction reply iifname \"wan\" oifname \"wlan0\" return",
+        ]
+    );
+    let only_mark = parse_toml("[[offload.exclude]]\nmark = \"7\"\n").unwrap();
+    let d = plan(&only_mark, &LinkSnapshot::default()).unwrap();
+    assert_eq!(d.excludes[0].to_string(), "ct mark 0x7 return");
+}

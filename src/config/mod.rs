@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::toml::parse_toml;
-pub use values::{parse_duration, IpPrefix, L4Proto, PortRange};
+pub use values::{parse_duration, IpPrefix, L4Proto, Mark, PortRange};
 
 /// Default configuration file for the TOML source.
 pub const DEFAULT_TOML_PATH: &str = "/etc/offloadd/offloadd.toml";
@@ -87,6 +87,12 @@ pub struct Exclude {
     pub saddr: Vec<IpPrefix>,
     /// Destination addresses or prefixes of the original direction.
     pub daddr: Vec<IpPrefix>,
+    /// The connection's mark (`ct mark`), under a mask.
+    pub mark: Option<Mark>,
+    /// Devices the connection came in on (its original direction's input device).
+    pub iif: Vec<String>,
+    /// Devices the connection goes out on (its original direction's output device).
+    pub oif: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

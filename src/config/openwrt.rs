@@ -189,7 +189,7 @@ pub fn from_uci(
         for s in f.of_type("exclude") {
             cfg.offload
                 .exclude
-                .push(exclude(s).map_err(|(l, m)| off(l, m))?);
+                .push(exclude(s, &zones).map_err(|(l, m)| off(l, m))?);
         }
         if let Some(s) = f
             .sections
@@ -208,7 +208,7 @@ pub fn from_uci(
     Ok(cfg)
 }
 
-fn exclude(s: &Section) -> Result<Exclude, (usize, String)> {
+fn exclude(s: &Section, zones: &Zones) -> Result<Exclude, (usize, String)> {
     let mut e = Exclude {
         line: s.line,
         ..Exclude::default()
@@ -235,8 +235,40 @@ fn exclude(s: &Section) -> Result<Exclude, (usize, String)> {
                     e.daddr = v;
                 }
             }
+            "mark" => {
+                let (v, l) = s
+                    .single("mark")
+                    .ok_or((o.line, "mark takes one value".to_string()))?;
+                e.mark = Some(v.parse().map_err(|m| (l, m))?);
+            }
+            "iif" | "src_device" | "oif" | "dest_device" => {
+                let mut v = Vec::new();
+                for (d, l) in s.items(&o.key) {
+                    check_ifname(&d).map_err(|m| (l, m))?;
+                    v.push(d);
+                }
+                if o.key == "iif" || o.key == "src_device" {
+                    e.iif.extend(v);
+                } else {
+                    e.oif.extend(v);
+                }
+            }
+            "src_zone" | "dest_zone" => {
+                for (z, l) in s.items(&o.key) {
+                    let zone = zones.find(&z).ok_or((
+                        l,
+                        format!("zone '{z}' is not in /etc/config/firewall (zones there: {})", zones.names().join(", ")),
+                    ))?;
+                    let devs = zones.devices_of(zone);
+                    if o.key == "src_zone" {
+                        e.iif.extend(devs);
+                    } else {
+                        e.oif.extend(devs);
+                    }
+                }
+            }
             "name" => {}
-            other => return Err((o.line, format!("unknown option '{other}' in config exclude (known: name, l4proto, sport, dport, saddr, daddr)"))),
+            other => return Err((o.line, format!("unknown option '{other}' in config exclude (known: name, l4proto, sport, dport, saddr, daddr, mark, iif, oif, src_zone, dest_zone)"))),
         }
     }
     Ok(e)

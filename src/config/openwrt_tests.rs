@@ -51,6 +51,10 @@ fn pppoe_wan_uses_its_carrier_and_excludes_are_read() {
     assert_eq!(x.l4proto, Some(L4Proto::Udp));
     assert_eq!(x.dport.len(), 2);
     assert_eq!(x.line, 7);
+    // src_zone resolves to the zone's devices; the mark keeps its mask.
+    let g = &cfg.offload.exclude[1];
+    assert_eq!(g.iif, ["br-lan.10"]);
+    assert_eq!(g.mark.map(|m| (m.value, m.mask)), Some((0x100, 0xf00)));
 }
 
 #[test]

@@ -39,6 +39,9 @@ struct RawExclude {
     dport: Option<Vec<Spanned<String>>>,
     saddr: Option<Vec<Spanned<String>>>,
     daddr: Option<Vec<Spanned<String>>>,
+    mark: Option<Spanned<String>>,
+    iif: Option<Vec<Spanned<String>>>,
+    oif: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,33 @@ fn exclude(text: &str, line: usize, raw: RawExclude) -> Result<Exclude, ParseErr
         ),
         None => None,
     };
+    let mark = match raw.mark {
+        Some(m) => Some(
+            m.get_ref()
+                .parse()
+                .map_err(|e| ParseError::new(line_of(text, m.span().start), e))?,
+        ),
+        None => None,
+    };
+    let devices = |items: Option<Vec<Spanned<String>>>| -> Result<Vec<String>, ParseError> {
+        items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let n = d.get_ref();
+                if n.is_empty() || n.len() > IFNAME_MAX || n.contains(['/', ' ', '"']) {
+                    Err(ParseError::new(
+                        line_of(text, d.span().start),
+                        format!(
+                            "\"{n}\" is not a valid interface name (1 to {IFNAME_MAX} characters)"
+                        ),
+                    ))
+                } else {
+                    Ok(n.clone())
+                }
+            })
+            .collect()
+    };
     let e = Exclude {
         line,
         l4proto,
@@ -190,16 +220,22 @@ fn exclude(text: &str, line: usize, raw: RawExclude) -> Result<Exclude, ParseErr
         dport: list(text, raw.dport)?,
         saddr: list(text, raw.saddr)?,
         daddr: list(text, raw.daddr)?,
+        mark,
+        iif: devices(raw.iif)?,
+        oif: devices(raw.oif)?,
     };
     if e.l4proto.is_none()
         && e.sport.is_empty()
         && e.dport.is_empty()
         && e.saddr.is_empty()
         && e.daddr.is_empty()
+        && e.mark.is_none()
+        && e.iif.is_empty()
+        && e.oif.is_empty()
     {
         return Err(ParseError::new(
             line,
-            "exclude entry matches everything: give at least one of l4proto, sport, dport, saddr, daddr (or set hardware/devices instead)",
+            "exclude entry matches everything: give at least one of l4proto, sport, dport, saddr, daddr, mark, iif, oif",
         ));
     }
     Ok(e)

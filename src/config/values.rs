@@ -46,6 +46,47 @@ impl fmt::Display for L4Proto {
     }
 }
 
+/// A conntrack mark to match, `"0x10"` or `"0x10/0xff"` (value/mask; decimal works too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mark {
+    pub value: u32,
+    pub mask: u32,
+}
+
+impl FromStr for Mark {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let num = |t: &str| -> Result<u32, String> {
+            let t = t.trim();
+            let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                Some(h) => u32::from_str_radix(h, 16),
+                None => t.parse::<u32>(),
+            };
+            r.map_err(|_| format!("mark \"{s}\" is not valid (use a number like 0x10, or value/mask like 0x10/0xff)"))
+        };
+        let (value, mask) = match s.split_once('/') {
+            Some((v, m)) => (num(v)?, num(m)?),
+            None => (num(s)?, u32::MAX),
+        };
+        if value & !mask != 0 {
+            return Err(format!(
+                "mark \"{s}\": the value has bits outside the mask, so it can never match"
+            ));
+        }
+        Ok(Mark { value, mask })
+    }
+}
+
+impl fmt::Display for Mark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mask == u32::MAX {
+            write!(f, "ct mark {:#x}", self.value)
+        } else {
+            write!(f, "ct mark and {:#x} == {:#x}", self.mask, self.value)
+        }
+    }
+}
+
 /// A port or an inclusive port range, `"5060"` or `"10000-20000"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortRange {
@@ -186,7 +227,7 @@ macro_rules! serialize_as_text {
         }
     )*};
 }
-serialize_as_text!(L4Proto, PortRange, IpPrefix);
+serialize_as_text!(L4Proto, PortRange, IpPrefix, Mark);
 
 /// Parses `"500ms"`, `"2s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -11,7 +11,7 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, T
 use super::socket::messages;
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
-    Desired, ExcludeRule, Flowtable, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY,
+    CtDir, Desired, ExcludeRule, Flowtable, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY,
     FLOWTABLE_SW, TABLE,
 };
 
@@ -418,6 +418,27 @@ fn exclude_rule<'a>(chain: &'a Chain<'a>, r: &ExcludeRule) -> Rule<'a> {
             }
         }
     }
+    if let Some(m) = r.mark {
+        rule.add_expr(&Conntrack::Mark { set: false });
+        if m.mask != u32::MAX {
+            rule.add_expr(&Bitwise::new(m.mask, 0u32));
+        }
+        rule.add_expr(&Cmp::new(CmpOp::Eq, m.value));
+    }
+    if let Some(d) = r.dir {
+        rule.add_expr(&sys::CtKey(libc::NFT_CT_DIRECTION as u32));
+        let dir: u8 = match d {
+            CtDir::Original => 0, // IP_CT_DIR_ORIGINAL
+            CtDir::Reply => 1,
+        };
+        rule.add_expr(&Cmp::new(CmpOp::Eq, dir));
+    }
+    for (name, meta) in [(&r.iifname, Meta::IifName), (&r.oifname, Meta::OifName)] {
+        if let Some(n) = name {
+            rule.add_expr(&meta);
+            rule.add_expr(&Cmp::new(CmpOp::Eq, IfNameKey(n.clone()).data().as_ref()));
+        }
+    }
     rule.add_expr(&Verdict::Return);
     rule
 }
@@ -562,6 +583,46 @@ mod tests {
         assert_eq!(
             devices,
             [vec!["eth9".to_string()], vec!["eth1".to_string()]]
+        );
+    }
+
+    #[test]
+    fn mark_and_device_exclusions_are_kernel_expressions() {
+        let cfg = parse_toml("[offload]\ndevices = [\"eth0\"]\n[[offload.exclude]]\nmark = \"0x10/0xff\"\niif = [\"wlan0\"]\n").unwrap();
+        let d = plan(&cfg, &LinkSnapshot::from_names(["eth0"])).unwrap();
+        let rules = create(&d, TableFlags { owner: true }, false).rule_texts();
+        let original = &rules[0];
+        assert!(original.contains("[ ct load mark => reg 1 ]"), "{original}");
+        assert!(
+            original.contains("[ bitwise reg 1 = ( reg 1 & 0x000000ff ) ^ 0x00000000 ]"),
+            "{original}"
+        );
+        assert!(
+            original.contains("[ cmp eq reg 1 0x00000010 ]"),
+            "{original}"
+        );
+        assert!(
+            original.contains("[ ct load direction => reg 1 ]"),
+            "{original}"
+        );
+        assert!(
+            original.contains("[ cmp eq reg 1 0x00000000 ]"),
+            "{original}"
+        );
+        assert!(
+            original.contains("[ meta load iifname => reg 1 ]"),
+            "{original}"
+        );
+        // "wlan0" as four little-endian words, zero-padded to IFNAMSIZ.
+        assert!(
+            original.contains("[ cmp eq reg 1 0x6e616c77 0x00000030 0x00000000 0x00000000 ]"),
+            "{original}"
+        );
+        let reply = &rules[1];
+        assert!(
+            reply.contains("[ cmp eq reg 1 0x00000001 ]")
+                && reply.contains("[ meta load oifname => reg 1 ]"),
+            "{reply}"
         );
     }
 }

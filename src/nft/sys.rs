@@ -225,6 +225,26 @@ impl Expression for CtOriginal {
     }
 }
 
+/// `ct <key>` without a direction (keys of the whole connection: direction, mark),
+/// loaded into register 1.
+pub struct CtKey(pub u32);
+
+impl Expression for CtKey {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: as for FlowOffload.
+        unsafe {
+            let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_CT_DREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_CT_KEY as u16, self.0);
+            e
+        }
+    }
+}
+
 /// Register 1 within [from, to], compared bytewise (memcmp in nft_range_eval), so
 /// network-order port numbers compare correctly.
 pub struct RangeEq {
