@@ -4,6 +4,7 @@
 //! a refused batch leaves the running ruleset as it was. SIGTERM/SIGINT delete our table
 //! (offloaded flows fall back to the normal path at once) and exit 0.
 
+mod react;
 mod sysctl;
 mod view;
 
@@ -22,10 +23,9 @@ use crate::config::{Config, Hardware, Mode, Source};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
 use crate::link::{self, LinkSnapshot};
-use crate::nft::monitor::RulesetChange;
 use crate::nft::{Actual, Applied, NftError, NftHandle};
 use crate::plan::{plan, TABLE};
-use crate::status::{DeviceState, Status};
+use crate::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and apply.
 const DEVICE_RACE_RETRIES: usize = 5;
@@ -153,71 +153,11 @@ async fn apply_and_record(
         Ok(a) => {
             let before = st.clone();
             view::applied(&mut st, cfg, a);
-            log_news(&before, &st, announce);
+            react::log_news(&before, &st, announce);
         }
         Err(e) => view::failed(&mut st, e, started.elapsed()),
     }
     result
-}
-
-async fn recv_change(
-    rx: &mut Option<tokio::sync::mpsc::Receiver<RulesetChange>>,
-) -> Option<RulesetChange> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Recreates our table so that offloaded flows meet the changed firewall on their next
-/// packet, and records it in status.
-async fn flush(nft: &NftHandle, tables: Vec<String>, status: &Mutex<Status>) {
-    let started = Instant::now();
-    match nft.flush().await {
-        Ok(true) => {
-            let took = started.elapsed();
-            info!(tables = ?tables, took_ms = took.as_millis() as u64, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
-            let mut st = status.lock().unwrap();
-            st.flushes += 1;
-            st.last_flush = Some(crate::status::Flush {
-                at_unix_ms: crate::conntrack::unix_ms(),
-                tables,
-                took_ms: took.as_secs_f64() * 1000.0,
-            });
-        }
-        Ok(false) => {}
-        Err(e) => error!("firewall changed but flushing the flowtable failed: {e}"),
-    }
-}
-
-/// Logs device problems once: at start and reload all of them, after link events only
-/// those that are new (a device that comes and goes a thousand times is not a thousand
-/// hardware warnings).
-fn log_news(before: &Status, now: &Status, announce: bool) {
-    let state_before = |name: &str| before.devices.iter().find(|d| d.name == name);
-    for d in &now.devices {
-        let old = state_before(&d.name);
-        let new = announce || old.map(|o| (o.state, &o.why)) != Some((d.state, &d.why));
-        let was_missing = old.is_some_and(|o| o.state == DeviceState::Missing);
-        match d.state {
-            DeviceState::Missing if new && !announce => {
-                info!(device = %d.name, "configured device is gone; added again when it appears")
-            }
-            DeviceState::InFlowtable | DeviceState::Hardware if was_missing && !announce => {
-                info!(device = %d.name, "configured device appeared; added to the flowtable")
-            }
-            DeviceState::Refused if new => {
-                let why = d.why.as_deref().unwrap_or("");
-                warn!(device = %d.name, reason = %why, "the kernel refused this device; left out of the flowtable")
-            }
-            _ => {}
-        }
-    }
-    for r in &now.hardware.refused {
-        if announce || !before.hardware.refused.contains(r) {
-            warn!(device = %r.device, reason = %r.reason, "hardware offload refused; device uses software offload");
-        }
-    }
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -335,7 +275,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     }
                 }
             }
-            change = recv_change(&mut ruleset), if ruleset.is_some() => {
+            change = react::recv_change(&mut ruleset), if ruleset.is_some() => {
                 let Some(change) = change else {
                     ruleset = None;
                     continue;
@@ -349,7 +289,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 tables.sort();
                 tables.dedup();
                 if matches!(role, Role::Manage { .. }) && cfg.offload.flush_on_change {
-                    flush(&nft, tables, &status).await;
+                    react::flush(&nft, tables, &status).await;
                 } else {
                     debug!(tables = ?tables, "another table changed; not flushing (observing, or flush_on_firewall_change = false)");
                 }

@@ -41,11 +41,15 @@ add_forward_counter
 start_servers 7777 5060
 
 # --- hardware = "auto" on veth: software flowtable, each device's refusal reported.
-conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]'
+# The second exclusion (ct mark and input device) matches none of the lab's traffic: it
+# shows the kernel takes those expressions, and nft reads them back as written.
+conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]' \
+    '[[offload.exclude]]' 'mark = "0x10/0xff"' 'iif = ["lan0"]'
 # The plan is valid nft for a kernel with flowtables (nft -c validates without commit).
 # Checked before the daemon runs: once it does, its owner-flagged table refuses
 # changes from any other process, `nft -c` included (EPERM).
-conf "$T/off.toml" off '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]'
+conf "$T/off.toml" off '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]' \
+    '[[offload.exclude]]' 'mark = "0x10/0xff"' 'iif = ["lan0"]'
 in_router "$OFFLOADD" plan --config "$T/off.toml" >"$T/plan-off.nft" 2>&1
 check plan_is_valid_nft "$(in_router nft -c -f "$T/plan-off.nft" 2>&1 | head -3)" in_router nft -c -f "$T/plan-off.nft"
 # The split layout (hardware ft + software ft_sw) is valid too; veth cannot take the
@@ -61,6 +65,8 @@ if start_offloadd "$T/auto.toml" "$OUT/offloadd-auto.log"; then ok start_manage;
 in_router nft list table inet offloadd >"$OUT/table.nft" 2>&1
 check table_has_devices "$(cat "$OUT/table.nft")" grep -q 'devices = { lan0, wan0 }' "$OUT/table.nft"
 check table_has_owner_flag "no 'flags owner'" grep -q 'flags owner' "$OUT/table.nft"
+check mark_and_device_exclusion_applied "$(grep -E 'mark|iifname|oifname' "$OUT/table.nft")" bash -c \
+    "grep -q 'ct mark & 0x000000ff == 0x00000010 ct direction original iifname \"lan0\" return' '$OUT/table.nft' && grep -q 'ct direction reply oifname \"lan0\" return' '$OUT/table.nft'"
 check hw_auto_falls_back "flags offload present" bash -c "! grep -q 'flags offload' '$OUT/table.nft'"
 check hw_auto_reports_each_device "$(grep -i hardware "$OUT/offloadd-auto.log")" bash -c \
     "grep -q 'device=lan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log' && grep -q 'device=wan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log'"

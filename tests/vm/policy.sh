@@ -26,8 +26,9 @@ stream_after_drop() {
     run_tcp 12 "$T/iperf-$1.json" "$port"
     poll 10 offloaded tcp "$port" || echo "$1: stream never offloaded" >>"$OUT/report-policy.txt"
     sleep 1
-    t0=$(now_ms)
+    # Timed from the moment nft returns: the rule is committed then.
     in_router nft add rule inet mainfw forward tcp dport "$port" counter drop
+    t0=$(now_ms)
     STOP_MS=never
     poll 3 bash -c "! (ip netns exec $R conntrack -L -p tcp --dport $port 2>/dev/null | grep -q OFFLOAD)" && STOP_MS=$(($(now_ms) - t0))
     sleep 1

@@ -1,0 +1,181 @@
+//! The batch builder: labels, trial bytes, rule expressions as libnftnl prints them.
+use super::*;
+use crate::config::parse_toml;
+use crate::link::LinkSnapshot;
+use crate::plan::plan;
+
+fn desired() -> Desired {
+    let cfg = parse_toml(include_str!("../../config/offloadd.toml")).unwrap();
+    plan(&cfg, &LinkSnapshot::from_names(["eth0", "eth1"])).unwrap()
+}
+
+#[test]
+fn create_labels_every_message() {
+    let b = create(&desired(), TableFlags { owner: true }, true);
+    let kinds: Vec<u16> = messages(&b.bytes).iter().map(|h| h.0).collect();
+    assert_eq!(kinds.first(), Some(&NFNL_MSG_BATCH_BEGIN));
+    assert_eq!(kinds.last(), Some(&NFNL_MSG_BATCH_END));
+    assert_eq!(kinds[1], nfnl_type(libc::NFT_MSG_DELTABLE));
+    assert_eq!(kinds[2], nfnl_type(libc::NFT_MSG_NEWTABLE));
+    assert_eq!(kinds[3], nfnl_type(sys::NFT_MSG_NEWFLOWTABLE));
+    // begin, del, table, flowtable, chain, 4 excludes, set, elems, flow add, end
+    assert_eq!(b.labels.len(), messages(&b.bytes).len());
+    assert!(b
+        .labels
+        .values()
+        .any(|o| matches!(o, Object::Exclude { line, .. } if *line > 0)));
+}
+
+#[test]
+fn trial_is_the_batch_without_end() {
+    let b = create(&desired(), TableFlags { owner: true }, false);
+    let t = b.trial_bytes();
+    assert!(t.len() < b.bytes.len());
+    assert_eq!(&b.bytes[..t.len()], &t[..]);
+    assert_ne!(messages(&t).last().unwrap().0, NFNL_MSG_BATCH_END);
+}
+
+#[test]
+fn rules_render_as_kernel_expressions() {
+    let b = create(&desired(), TableFlags { owner: true }, false);
+    let rules = b.rule_texts();
+    assert_eq!(rules.len(), 5);
+    assert!(
+        rules[0].contains("[ meta load l4proto => reg 1 ]"),
+        "{}",
+        rules[0]
+    );
+    assert!(
+        rules[0].contains("[ ct load proto_dst => reg 1 , dir original ]"),
+        "{}",
+        rules[0]
+    );
+    // 10000-20000 in network byte order, printed as little-endian words.
+    assert!(
+        rules[1].contains("[ range eq reg 1 0x00001027 0x0000204e ]"),
+        "{}",
+        rules[1]
+    );
+    assert!(
+        rules[2].contains("[ ct load src_ip => reg 1 , dir original ]"),
+        "{}",
+        rules[2]
+    );
+    assert!(
+        rules[3].contains("[ bitwise reg 1 = ( reg 1 & 0xffffffff 0x00000000"),
+        "{}",
+        rules[3]
+    );
+    assert!(
+        rules[3].contains("[ cmp eq reg 1 0xb80d0120 "),
+        "{}",
+        rules[3]
+    );
+    assert!(
+        rules[4].ends_with("[ flow_offload flowtable ft ]"),
+        "{}",
+        rules[4]
+    );
+}
+
+#[test]
+fn split_layout_sends_two_flowtables_and_device_sets() {
+    let d = desired();
+    let refused = ["eth1".to_string()].into();
+    let b = create(&d.split(&refused), TableFlags { owner: true }, false);
+    let fts: Vec<&Object> = b
+        .labels
+        .values()
+        .filter(|o| matches!(o, Object::Flowtable { .. }))
+        .collect();
+    assert_eq!(fts.len(), 2, "{fts:?}");
+    let rules = b.rule_texts();
+    let ft = &rules[rules.len() - 2];
+    assert!(ft.starts_with("[ meta load iifname => reg 1 ]"), "{ft}");
+    assert!(ft.contains("[ meta load oifname => reg 1 ]"), "{ft}");
+    assert!(ft.ends_with("[ flow_offload flowtable ft ]"), "{ft}");
+    let sw = &rules[rules.len() - 1];
+    assert!(!sw.contains("iifname"), "{sw}");
+    assert!(sw.ends_with("[ flow_offload flowtable ft_sw ]"), "{sw}");
+    // Each lookup has its own anonymous set (an anonymous set binds to one lookup).
+    assert_eq!(
+        b.labels
+            .values()
+            .filter(|o| **o == Object::DeviceSet)
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn device_update_names_only_the_changed_hooks() {
+    let d = desired();
+    let ft = d.flowtable.as_ref().unwrap();
+    let change = DeviceChange {
+        name: FLOWTABLE,
+        flowtable: ft,
+        add: vec!["eth1".into()],
+        remove: vec!["eth9".into()],
+    };
+    let b = update_devices(&[change]);
+    let kinds: Vec<u16> = messages(&b.bytes).iter().map(|h| h.0).collect();
+    assert_eq!(
+        kinds[1..3],
+        [
+            nfnl_type(sys::NFT_MSG_DELFLOWTABLE),
+            nfnl_type(sys::NFT_MSG_NEWFLOWTABLE)
+        ]
+    );
+    let devices: Vec<Vec<String>> = b
+        .labels
+        .values()
+        .filter_map(|o| match o {
+            Object::Flowtable { devices, .. } => Some(devices.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        devices,
+        [vec!["eth9".to_string()], vec!["eth1".to_string()]]
+    );
+}
+
+#[test]
+fn mark_and_device_exclusions_are_kernel_expressions() {
+    let cfg = parse_toml("[offload]\ndevices = [\"eth0\"]\n[[offload.exclude]]\nmark = \"0x10/0xff\"\niif = [\"wlan0\"]\n").unwrap();
+    let d = plan(&cfg, &LinkSnapshot::from_names(["eth0"])).unwrap();
+    let rules = create(&d, TableFlags { owner: true }, false).rule_texts();
+    let original = &rules[0];
+    assert!(original.contains("[ ct load mark => reg 1 ]"), "{original}");
+    assert!(
+        original.contains("[ bitwise reg 1 = ( reg 1 & 0x000000ff ) ^ 0x00000000 ]"),
+        "{original}"
+    );
+    assert!(
+        original.contains("[ cmp eq reg 1 0x00000010 ]"),
+        "{original}"
+    );
+    assert!(
+        original.contains("[ ct load direction => reg 1 ]"),
+        "{original}"
+    );
+    assert!(
+        original.contains("[ cmp eq reg 1 0x00000000 ]"),
+        "{original}"
+    );
+    assert!(
+        original.contains("[ meta load iifname => reg 1 ]"),
+        "{original}"
+    );
+    // "wlan0" as four little-endian words, zero-padded to IFNAMSIZ.
+    assert!(
+        original.contains("[ cmp eq reg 1 0x6e616c77 0x00000030 0x00000000 0x00000000 ]"),
+        "{original}"
+    );
+    let reply = &rules[1];
+    assert!(
+        reply.contains("[ cmp eq reg 1 0x00000001 ]")
+            && reply.contains("[ meta load oifname => reg 1 ]"),
+        "{reply}"
+    );
+}
