@@ -34,7 +34,9 @@ struct FlowState {
     since_ms: u64,
     /// First sight → first offload (µs, saturating), once; `UNKNOWN32` until then.
     to_offload_us: u32,
-    counters: Option<Counters>,
+    /// Only with conntrack accounting on (off by default): boxed, so the common case
+    /// costs 8 bytes per flow instead of 40 (measured: RSS at 100k flows).
+    counters: Option<Box<Counters>>,
     /// Resync generation that last saw this flow.
     seen: u32,
 }
@@ -245,7 +247,7 @@ impl FlowTracker {
                     born_ms: if fresh { as_ms(now) } else { UNKNOWN },
                     since_ms: as_ms(now),
                     to_offload_us: UNKNOWN32,
-                    counters: e.counters,
+                    counters: e.counters.map(Box::new),
                     seen: generation,
                 },
             );
@@ -259,8 +261,11 @@ impl FlowTracker {
         if e.tcp_state.is_some() {
             f.tcp_state = e.tcp_state;
         }
-        if e.counters.is_some() {
-            f.counters = e.counters;
+        if let Some(c) = e.counters {
+            match &mut f.counters {
+                Some(b) => **b = c,
+                None => f.counters = Some(Box::new(c)),
+            }
         }
         if f.path == path {
             return None;
@@ -349,7 +354,7 @@ impl FlowTracker {
                 path: f.path,
                 on_path_ms: Some(as_ms(now).saturating_sub(f.since_ms)),
                 to_offload_ms: f.to_offload().map(ms),
-                counters: f.counters,
+                counters: f.counters.as_deref().copied(),
             })
             .collect();
         sort_flows(&mut out);

@@ -49,6 +49,7 @@ median_ms() {
 export OFFLOADD_SOCKET=/nonexistent/offloadd.sock   # no daemon: direct dumps
 ct_list=$(median_ms ip netns exec "$NS" conntrack -L)
 flows_off=$(median_ms ip netns exec "$NS" "$BIN" flows --path offloaded)
+proc_grep=$(median_ms ip netns exec "$NS" grep -c OFFLOAD /proc/net/nf_conntrack)
 flows_all=$(median_ms ip netns exec "$NS" "$BIN" flows)
 inproc=$(ip netns exec "$NS" "$CT_BENCH" "$REPS")
 get() { echo "$inproc" | awk -v k="$1" '$1 == k {print $2}'; }
@@ -58,6 +59,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 cat <<OUT
 medians over $REPS runs, $have entries (ms):
   conntrack -L > /dev/null                      $ct_list
+  grep -c OFFLOAD /proc/net/nf_conntrack        $proc_grep
   offloadd flows --path offloaded (process)     $flows_off
   offloadd flows (process, all, printed)        $flows_all
   raw netlink dump, nothing parsed (floor)      $raw
@@ -67,6 +69,7 @@ medians over $REPS runs, $have entries (ms):
   daemon resync filtered on IPS_OFFLOAD         $offl
 ratios:
   flows --path offloaded / conntrack -L         $(ratio "$flows_off" "$ct_list")   (target <= 0.3)
+  flows --path offloaded / grep /proc           $(ratio "$flows_off" "$proc_grep")
   full classified snapshot / raw floor          $(ratio "$snap" "$raw")   (target <= 1.3)
   daemon full resync (warm) / raw floor         $(ratio "$warm" "$raw")
   daemon filtered resync / full resync (warm)   $(ratio "$offl" "$warm")
