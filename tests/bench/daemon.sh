@@ -31,7 +31,13 @@ field() { st | python3 -c "import json,sys; c=json.load(sys.stdin)['conntrack'];
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$PID/status"; }
 TCK=$(getconf CLK_TCK)
+# RSS counts the binary's and libc's resident code pages too (clean, shared, dropped
+# first under memory pressure); the anonymous part is the daemon's own memory.
+anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$PID/smaps_rollup"; }
+pss_kib() { awk '/^Pss:/ {print $2}' "/proc/$PID/smaps_rollup"; }
 echo "rss_idle_kib $(rss_kib)"
+echo "anon_idle_kib $(anon_kib)"
+echo "pss_idle_kib $(pss_kib)"
 
 # Event intake: one burst of N new UDP entries, as fast as one Python process sends.
 ev0=$(field "c['events']"); cpu0=$(cpu_ticks); t0=$(date +%s%N)
@@ -66,6 +72,7 @@ echo "tracked_after_burst $tot"
 echo "lost_unrecovered $((have - tot))"
 sleep 2
 echo "rss_tracked_kib $(rss_kib)"
+echo "anon_tracked_kib $(anon_kib)"
 
 # CPU per periodic resync at N flows (filtered on IPS_OFFLOAD, every 30th full).
 d0=$(field "c['dumps']"); f0=$(field "c['full_dumps']"); cpu0=$(cpu_ticks)
