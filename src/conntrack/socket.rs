@@ -18,8 +18,10 @@ use super::{Event, IPS_OFFLOAD};
 
 /// Multicast groups NFNLGRP_CONNTRACK_NEW, _UPDATE, _DESTROY.
 const GROUPS: [u32; 3] = [1, 2, 3];
-/// Large enough for a few hundred entries per recv, so a dump needs few syscalls.
-const RECV_BUFFER: usize = 1 << 20;
+/// The kernel fills a dump's datagrams up to the reader's buffer size but never beyond
+/// 32 KiB (netlink_recvmsg caps max_recvmsg_len), and an event is one small datagram:
+/// 64 KiB holds any of them. (It was 1 MiB: that was idle resident memory, no speed.)
+const RECV_BUFFER: usize = 64 << 10;
 
 /// Which entries a dump asks the kernel for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
