@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::conntrack::unix_ms;
-use crate::nft::{Actual, Applied, HardwareOutcome, NftError};
+use crate::nft::{family_name, Actual, Applied, HardwareOutcome, NftError};
 use crate::status::{Device, DeviceState, LastApply, Refusal, Status};
 
 use super::Role;
@@ -101,17 +101,6 @@ pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
             })
         })
         .collect()
-}
-
-fn family_name(f: u32) -> &'static str {
-    match f as i32 {
-        libc::NFPROTO_INET => "inet",
-        libc::NFPROTO_IPV4 => "ip",
-        libc::NFPROTO_IPV6 => "ip6",
-        libc::NFPROTO_BRIDGE => "bridge",
-        libc::NFPROTO_NETDEV => "netdev",
-        _ => "?",
-    }
 }
 
 /// A successful apply: devices, hardware, kernel facts, warnings.

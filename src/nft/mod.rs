@@ -18,3 +18,16 @@ pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
 pub use hardware::{apply_with_hardware, HardwareOutcome, Kernel, Outcome};
 pub use kernel::{Applied, Nft, NftHandle};
 pub use readback::Actual;
+
+/// nft's name for a netfilter family number (`inet`, `ip`, ...).
+pub fn family_name(f: u32) -> &'static str {
+    match f as i32 {
+        libc::NFPROTO_INET => "inet",
+        libc::NFPROTO_IPV4 => "ip",
+        libc::NFPROTO_IPV6 => "ip6",
+        libc::NFPROTO_BRIDGE => "bridge",
+        libc::NFPROTO_NETDEV => "netdev",
+        libc::NFPROTO_ARP => "arp",
+        _ => "?",
+    }
+}

@@ -93,7 +93,7 @@ impl Collector {
                 if !ours {
                     let name = format!(
                         "{} {}",
-                        family_name(family),
+                        super::family_name(family as u32),
                         table.as_deref().unwrap_or("?")
                     );
                     if !self.pending.contains(&name) {
@@ -107,18 +107,6 @@ impl Collector {
                 tables: std::mem::take(&mut self.pending),
             }),
         }
-    }
-}
-
-fn family_name(f: u8) -> &'static str {
-    match f as i32 {
-        libc::NFPROTO_INET => "inet",
-        libc::NFPROTO_IPV4 => "ip",
-        libc::NFPROTO_IPV6 => "ip6",
-        libc::NFPROTO_BRIDGE => "bridge",
-        libc::NFPROTO_NETDEV => "netdev",
-        libc::NFPROTO_ARP => "arp",
-        _ => "?",
     }
 }
 

@@ -204,44 +204,37 @@ impl Expression for FlowOffload {
 /// connection rather than the packet (nft_ct_get_eval reads tuple[dir]).
 pub struct CtOriginal(pub u32);
 
-impl Expression for CtOriginal {
-    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
-        // SAFETY: as for FlowOffload.
-        unsafe {
-            let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
-            sys::nftnl_expr_set_u32(
-                e.as_ptr(),
-                sys::NFTNL_EXPR_CT_DREG as u16,
-                libc::NFT_REG_1 as u32,
-            );
-            sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_CT_KEY as u16, self.0);
-            sys::nftnl_expr_set_u8(
-                e.as_ptr(),
-                sys::NFTNL_EXPR_CT_DIR as u16,
-                0, /* IP_CT_DIR_ORIGINAL */
-            );
-            e
-        }
-    }
-}
-
 /// `ct <key>` without a direction (keys of the whole connection: direction, mark),
 /// loaded into register 1.
 pub struct CtKey(pub u32);
 
+/// A `ct` load into register 1, with a direction for tuple keys.
+fn ct_expr(key: u32, dir: Option<u8>) -> NonNull<sys::nftnl_expr> {
+    // SAFETY: as for FlowOffload.
+    unsafe {
+        let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
+        sys::nftnl_expr_set_u32(
+            e.as_ptr(),
+            sys::NFTNL_EXPR_CT_DREG as u16,
+            libc::NFT_REG_1 as u32,
+        );
+        sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_CT_KEY as u16, key);
+        if let Some(d) = dir {
+            sys::nftnl_expr_set_u8(e.as_ptr(), sys::NFTNL_EXPR_CT_DIR as u16, d);
+        }
+        e
+    }
+}
+
+impl Expression for CtOriginal {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        ct_expr(self.0, Some(0 /* IP_CT_DIR_ORIGINAL */))
+    }
+}
+
 impl Expression for CtKey {
     fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
-        // SAFETY: as for FlowOffload.
-        unsafe {
-            let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
-            sys::nftnl_expr_set_u32(
-                e.as_ptr(),
-                sys::NFTNL_EXPR_CT_DREG as u16,
-                libc::NFT_REG_1 as u32,
-            );
-            sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_CT_KEY as u16, self.0);
-            e
-        }
+        ct_expr(self.0, None)
     }
 }
 
