@@ -110,19 +110,25 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
 
 async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
     // The file mode keeps others out; the peer check closes the window between bind
-    // and chmod.
+    // and chmod (and covers a socket someone opened up).
     let uid = stream.peer_cred()?.uid();
-    // SAFETY: geteuid has no preconditions.
-    if uid != 0 && uid != unsafe { libc::geteuid() } {
-        return Ok(());
-    }
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
+    let mut bytes = Vec::new();
     let mut reader = TokioBufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-    tokio::time::timeout(Duration::from_secs(5), reader.read_line(&mut line))
+    tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut bytes))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within 5 s"))??;
-    let answer = match serde_json::from_str::<Request>(line.trim()) {
+    // Answered only after the request is read, so the client sees why, not a broken pipe.
+    // SAFETY: geteuid has no preconditions.
+    if uid != 0 && uid != unsafe { libc::geteuid() } {
+        let answer = error_json("permission denied: only root may ask offloadd".into());
+        return write.write_all(format!("{answer}\n").as_bytes()).await;
+    }
+    let parsed = match std::str::from_utf8(&bytes) {
+        Ok(line) => serde_json::from_str::<Request>(line.trim()).map_err(|e| e.to_string()),
+        Err(_) => Err("not UTF-8".into()),
+    };
+    let answer = match parsed {
         Err(e) => error_json(format!("bad request: {e}")),
         Ok(Request::Status) => serde_json::to_string(&status(&shared).await)?,
         Ok(Request::Flows { path }) => match &shared.watcher {

@@ -235,6 +235,14 @@ pub fn load_toml(path: &Path) -> Result<Config, ConfigError> {
         line: e.line,
         message: e.message,
     })?;
+    if text.trim().is_empty() {
+        // parse_toml("") is the defaults (no devices): from a file that is a mistake.
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            line: 1,
+            message: "the file is empty: set [offload] devices (config/offloadd.toml in the source is an annotated example)".into(),
+        });
+    }
     parse_toml(text).map_err(|e| ConfigError::Invalid {
         path: path.to_owned(),
         line: e.line,
@@ -281,6 +289,35 @@ mod tests {
     fn non_utf8_points_at_line() {
         let e = text_or_error(b"mode = \"auto\"\n# \xff\n").unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    /// tests/fixtures/bad-toml: each file's first line says `# expect: LINE: text`; the
+    /// error is one line, `path:LINE: ...text...`. (The UCI corpus is in openwrt_tests.)
+    #[test]
+    fn malformed_toml_files_name_file_line_and_problem() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-toml");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let first =
+                String::from_utf8_lossy(bytes.split(|&b| b == b'\n').next().unwrap()).into_owned();
+            let (line, text) = match first.strip_prefix("# expect: ") {
+                Some(x) => x.split_once(": ").unwrap(),
+                None => ("1", "the file is empty"),
+            };
+            let e = load_toml(&path)
+                .expect_err(&path.display().to_string())
+                .to_string();
+            assert!(
+                e.starts_with(&format!("{}:{line}: ", path.display())),
+                "{e}"
+            );
+            assert!(e.contains(text.trim()), "{}: {e}", path.display());
+            assert_eq!(e.lines().count(), 1, "{e}");
+            count += 1;
+        }
+        assert!(count >= 20, "{count}");
     }
 
     #[test]

@@ -161,6 +161,19 @@ in_router nft list ruleset >"$T/after-bad.nft"
 check bad_reload_keeps_ruleset "ruleset changed" cmp -s "$T/before-bad.nft" "$T/after-bad.nft"
 check bad_reload_names_file_line "$(tail -2 "$OUT/offloadd-auto.log")" grep -q "auto.toml:3: hardware \"sometimes\" is not valid" "$OUT/offloadd-auto.log"
 check daemon_survives_bad_reload "daemon exited" kill -0 "$OFFLOADD_PID"
+# The whole malformed-TOML corpus, each file sent as a reload: every one is refused with
+# its file:line, the daemon stays, the ruleset stays byte-identical.
+refused0=$(grep -c 'keeping the running ruleset' "$OUT/offloadd-auto.log")
+n=0
+for bad in "$REPO"/tests/fixtures/bad-toml/*.toml; do
+    cp "$bad" "$T/auto.toml"; kill -HUP "$OFFLOADD_PID"; sleep 0.3; n=$((n + 1))
+done
+sleep 1
+refused=$(($(grep -c 'keeping the running ruleset' "$OUT/offloadd-auto.log") - refused0))
+in_router nft list ruleset >"$T/after-corpus.nft"
+check bad_corpus_reloads_refused "$refused of $n refused" test "$refused" -eq "$n" -a "$n" -ge 20
+check bad_corpus_keeps_ruleset "ruleset changed" cmp -s "$T/before-bad.nft" "$T/after-corpus.nft"
+check daemon_survives_bad_corpus "daemon exited" kill -0 "$OFFLOADD_PID"
 
 # --- SIGTERM with a flow offloaded: table removed, exit 0, the flow falls back.
 conf "$T/auto.toml" auto
