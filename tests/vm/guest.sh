@@ -238,6 +238,9 @@ kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft list table inet fw4 >"$T/fw4-after.nft"
 check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw4-after.nft"
 
+# --- Faults: kill -9 and restart, concurrent nft -f.
+. "$REPO/tests/vm/faults.sh"
+
 # --- Firewall changes reach offloaded flows (flush).
 . "$REPO/tests/vm/policy.sh"
 
