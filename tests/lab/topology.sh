@@ -55,6 +55,12 @@ table netdev labkeep {
 NFT
 }
 
+# The router's ruleset without counter values (-s): counters are state, not ruleset, and
+# a forwarded packet still in flight (a FIN, a retransmit) moves the lab's own counter.
+ruleset_to() { in_router nft -s list ruleset >"$1"; }
+# "ruleset changed" plus the first lines of the diff, for a check's detail.
+ruleset_diff() { echo "ruleset changed: $(diff "$1" "$2" | head -6 | tr '\n' ' ')"; }
+
 # The router's wan0 and the wan host's eth0 (a veth pair: deleting wan0 deletes both).
 wan_link_up() { wan_link_add && wan_link_config; }
 wan_link_add() { ip -n "$R" link add wan0 type veth peer name eth0 netns "$W"; }

@@ -154,11 +154,11 @@ conf "$T/auto.toml" auto '[[offload.exclude]]' 'l4proto = "tcp"' 'dport = ["22"]
 kill -HUP "$OFFLOADD_PID"; sleep 2
 check reload_applies_change "$(in_router nft list chain inet offloadd forward 2>&1)" \
     bash -c "ip netns exec $R nft list chain inet offloadd forward | grep -q 'meta l4proto tcp ct original proto-dst 22 return'"
-in_router nft list ruleset >"$T/before-bad.nft"
+ruleset_to "$T/before-bad.nft"
 printf '[offload]\ndevices = ["lan0"]\nhardware = "sometimes"\n' >"$T/auto.toml"
 kill -HUP "$OFFLOADD_PID"; sleep 2
-in_router nft list ruleset >"$T/after-bad.nft"
-check bad_reload_keeps_ruleset "ruleset changed" cmp -s "$T/before-bad.nft" "$T/after-bad.nft"
+ruleset_to "$T/after-bad.nft"
+check bad_reload_keeps_ruleset "$(ruleset_diff "$T/before-bad.nft" "$T/after-bad.nft")" cmp -s "$T/before-bad.nft" "$T/after-bad.nft"
 check bad_reload_names_file_line "$(tail -2 "$OUT/offloadd-auto.log")" grep -q "auto.toml:3: hardware \"sometimes\" is not valid" "$OUT/offloadd-auto.log"
 check daemon_survives_bad_reload "daemon exited" kill -0 "$OFFLOADD_PID"
 # The whole malformed-TOML corpus, each file sent as a reload: every one is refused with
@@ -170,9 +170,9 @@ for bad in "$REPO"/tests/fixtures/bad-toml/*.toml; do
 done
 sleep 1
 refused=$(($(grep -c 'keeping the running ruleset' "$OUT/offloadd-auto.log") - refused0))
-in_router nft list ruleset >"$T/after-corpus.nft"
+ruleset_to "$T/after-corpus.nft"
 check bad_corpus_reloads_refused "$refused of $n refused" test "$refused" -eq "$n" -a "$n" -ge 20
-check bad_corpus_keeps_ruleset "ruleset changed" cmp -s "$T/before-bad.nft" "$T/after-corpus.nft"
+check bad_corpus_keeps_ruleset "$(ruleset_diff "$T/before-bad.nft" "$T/after-corpus.nft")" cmp -s "$T/before-bad.nft" "$T/after-corpus.nft"
 check daemon_survives_bad_corpus "daemon exited" kill -0 "$OFFLOADD_PID"
 
 # --- SIGTERM with a flow offloaded: table removed, exit 0, the flow falls back.
@@ -215,12 +215,12 @@ check kill9_leaves_no_table "table still there after 3 s" bash -c "! ip netns ex
 
 # --- hardware = "require" on veth: refuses to start, names the devices, changes nothing.
 conf "$T/require.toml" require
-in_router nft list ruleset >"$T/before-req.nft"
+ruleset_to "$T/before-req.nft"
 in_router "$OFFLOADD" run --config "$T/require.toml" >"$OUT/offloadd-require.log" 2>&1; rc=$?
-in_router nft list ruleset >"$T/after-req.nft"
+ruleset_to "$T/after-req.nft"
 check hw_require_exits_2 "exit code $rc" test "$rc" -eq 2
 check hw_require_names_devices "$(tail -1 "$OUT/offloadd-require.log")" grep -q 'hardware offload refused for lan0, wan0: lan0: driver does not support TC_SETUP_FT' "$OUT/offloadd-require.log"
-check hw_require_changes_nothing "ruleset changed" cmp -s "$T/before-req.nft" "$T/after-req.nft"
+check hw_require_changes_nothing "$(ruleset_diff "$T/before-req.nft" "$T/after-req.nft")" cmp -s "$T/before-req.nft" "$T/after-req.nft"
 
 # --- Devices that come and go (link watcher, incremental hooks).
 . "$REPO/tests/vm/links.sh"

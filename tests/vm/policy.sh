@@ -102,13 +102,13 @@ check timeouts_restored "tcp $tcp2 (was $tcp0), udp $udp2 (was $udp0)" test "$tc
 # check on a kernel with flowtables, no daemon: the trial batch passes, exit 0;
 # hardware = "auto" on veth warns per device with the reason.
 conf "$T/check.toml" auto
-in_router nft list ruleset >"$T/before-check.nft"
+ruleset_to "$T/before-check.nft"
 in_router "$OFFLOADD" check --config "$T/check.toml" >"$OUT/check-vm.txt" 2>&1; rc=$?
-in_router nft list ruleset >"$T/after-check.nft"
+ruleset_to "$T/after-check.nft"
 check check_passes_in_vm "exit $rc: $(grep -E 'FAIL' "$OUT/check-vm.txt" | head -3)" bash -c \
     "test $rc -eq 0 && grep -q '^ok   flowtable support: the kernel accepts the planned ruleset' '$OUT/check-vm.txt'"
 check check_warns_hw_per_device "$(grep hardware "$OUT/check-vm.txt")" grep -q '^WARN hardware offload: lan0 refuses: driver does not support TC_SETUP_FT (EOPNOTSUPP); ethtool: hw-tc-offload off' "$OUT/check-vm.txt"
-check check_changes_nothing "ruleset changed" cmp -s "$T/before-check.nft" "$T/after-check.nft"
+check check_changes_nothing "$(ruleset_diff "$T/before-check.nft" "$T/after-check.nft")" cmp -s "$T/before-check.nft" "$T/after-check.nft"
 
 # SQM: a cake qdisc on wan0. check and status warn; with hardware = "auto" wan0 is kept
 # on software offload because of the shaper (it is not even tried).
