@@ -108,6 +108,13 @@ pub async fn serve(listener: UnixListener, shared: Shared) {
     }
 }
 
+/// One request line as the client sent it (at most MAX_REQUEST bytes, newline
+/// included or not); the error is what the client is told after "bad request: ".
+pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
+    let line = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    serde_json::from_str::<Request>(line.trim()).map_err(|e| e.to_string())
+}
+
 async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
     // The file mode keeps others out; the peer check closes the window between bind
     // and chmod (and covers a socket someone opened up).
@@ -124,11 +131,7 @@ async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
         let answer = error_json("permission denied: only root may ask offloadd".into());
         return write.write_all(format!("{answer}\n").as_bytes()).await;
     }
-    let parsed = match std::str::from_utf8(&bytes) {
-        Ok(line) => serde_json::from_str::<Request>(line.trim()).map_err(|e| e.to_string()),
-        Err(_) => Err("not UTF-8".into()),
-    };
-    let answer = match parsed {
+    let answer = match parse_request(&bytes) {
         Err(e) => error_json(format!("bad request: {e}")),
         Ok(Request::Status) => serde_json::to_string(&status(&shared).await)?,
         Ok(Request::Flows { path }) => match &shared.watcher {
@@ -274,6 +277,25 @@ mod tests {
             r#"{"request":"status"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"request":"drop"}"#).is_err());
+    }
+
+    #[test]
+    fn request_lines_parse_with_or_without_newline_and_reject_the_rest() {
+        assert_eq!(
+            parse_request(b"{\"request\":\"status\"}\n"),
+            Ok(Request::Status)
+        );
+        assert_eq!(
+            parse_request(b"  {\"request\":\"watch\"}"),
+            Ok(Request::Watch)
+        );
+        assert_eq!(parse_request(b"\xff\xfe{}\n").unwrap_err(), "not UTF-8");
+        assert!(parse_request(b"").unwrap_err().contains("EOF"));
+        assert!(
+            parse_request(b"{\"request\":\"flows\",\"path\":\"nowhere\"}")
+                .unwrap_err()
+                .contains("unknown variant")
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod flows;
 pub mod link;
 pub mod nft;
+mod nlmsg;
 pub mod notify;
 pub mod plan;
 pub mod report;

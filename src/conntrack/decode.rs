@@ -99,11 +99,7 @@ pub fn messages(bytes: &[u8]) -> impl Iterator<Item = Message<'_>> {
         let ty = buf.message_type();
         Some(match ty {
             NLMSG_DONE => Message::Done,
-            NLMSG_ERROR => Message::Error(
-                msg.get(16..20)
-                    .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
-                    .unwrap_or(libc::EPROTO),
-            ),
+            NLMSG_ERROR => Message::Error(crate::nlmsg::errno(msg)),
             _ if (ty >> 8) as u8 == NFNL_SUBSYS_CTNETLINK => Message::Conntrack {
                 msg_type: ty as u8,
                 flags: buf.flags(),

@@ -82,7 +82,7 @@ impl NftSocket {
         let mut answers = Vec::new();
         self.read_until(sync, |kind, seq, msg| {
             if kind == NLMSG_ERROR && seq != sync {
-                answers.push((seq, error_code(msg)));
+                answers.push((seq, crate::nlmsg::errno(msg)));
             }
         })?;
         Ok(answers)
@@ -106,7 +106,7 @@ impl NftSocket {
                 return;
             }
             if kind == NLMSG_ERROR {
-                err = error_code(msg);
+                err = crate::nlmsg::errno(msg);
             } else if kind != NLMSG_DONE {
                 if let Some(v) = parse(msg.as_ptr().cast()) {
                     out.push(v);
@@ -169,11 +169,4 @@ pub(crate) fn messages(bytes: &[u8]) -> Vec<(u16, u32, Range<usize>)> {
         off += (len + 3) & !3;
     }
     out
-}
-
-/// The positive errno of an NLMSG_ERROR message (0 for an acknowledgement).
-fn error_code(msg: &[u8]) -> i32 {
-    msg.get(16..20)
-        .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
-        .unwrap_or(libc::EPROTO)
 }

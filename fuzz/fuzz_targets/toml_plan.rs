@@ -1,0 +1,8 @@
+#![no_main]
+//! Fuzz target; what it checks is bodies::toml_plan.
+
+#[path = "bodies.rs"]
+#[allow(dead_code)]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::toml_plan(data));
