@@ -50,6 +50,11 @@ pub struct BuiltBatch {
 /// nfnetlink batch delimiters (uapi nfnetlink.h).
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+/// NFNL_BATCH_GENID, an attribute of BATCH_BEGIN (u32, network order). nfnetlink_rcv_batch
+/// refuses the whole batch with ERESTART, acknowledging BATCH_BEGIN's sequence number,
+/// unless the ruleset generation still equals it (nf_tables_valid_genid, checked under
+/// the commit mutex, so nothing can commit between the check and our commit).
+const NFNL_BATCH_GENID: u16 = 1;
 
 impl BuiltBatch {
     fn from_batch(batch: Batch, labels_in_order: Vec<Object>) -> Self {
@@ -66,6 +71,25 @@ impl BuiltBatch {
             labels.insert(seq, label);
         }
         BuiltBatch { bytes, labels }
+    }
+
+    /// The batch, to be committed only if the ruleset generation is still `generation`
+    /// (the one the batch was decided on).
+    pub fn bytes_at(&self, generation: u32) -> Vec<u8> {
+        let Some((NFNL_MSG_BATCH_BEGIN, _, begin)) = messages(&self.bytes).first().cloned() else {
+            return self.bytes.clone();
+        };
+        let len = (begin.end - begin.start + 8) as u32;
+        let mut out = Vec::with_capacity(self.bytes.len() + 8);
+        out.extend_from_slice(&len.to_ne_bytes());
+        out.extend_from_slice(&self.bytes[begin.start + 4..begin.end]);
+        out.extend_from_slice(&8u16.to_ne_bytes());
+        out.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
+        out.extend_from_slice(&generation.to_be_bytes());
+        // BATCH_BEGIN is 20 bytes (nlmsghdr + nfgenmsg), so the next message starts at
+        // begin.end, already aligned.
+        out.extend_from_slice(&self.bytes[begin.end..]);
+        out
     }
 
     /// The same messages without NFNL_MSG_BATCH_END: the kernel validates every message

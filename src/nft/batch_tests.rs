@@ -27,6 +27,31 @@ fn create_labels_every_message() {
 }
 
 #[test]
+fn generation_rides_on_batch_begin_and_nothing_else_moves() {
+    let b = create(&desired(), TableFlags { owner: true }, true);
+    let at = b.bytes_at(0x0102_0304);
+    assert_eq!(at.len(), b.bytes.len() + 8);
+    let (plain, with) = (messages(&b.bytes), messages(&at));
+    assert_eq!(plain.len(), with.len(), "same messages");
+    let begin = &at[with[0].2.clone()];
+    assert_eq!(with[0].0, NFNL_MSG_BATCH_BEGIN);
+    assert_eq!(
+        begin.len(),
+        28,
+        "nlmsghdr + nfgenmsg + one 8-byte attribute"
+    );
+    // struct nlattr { u16 len; u16 type } in host order, then the generation in
+    // network order.
+    assert_eq!(&begin[20..22], &8u16.to_ne_bytes());
+    assert_eq!(&begin[22..24], &NFNL_BATCH_GENID.to_ne_bytes());
+    assert_eq!(&begin[24..28], &[1, 2, 3, 4]);
+    for (p, w) in plain.iter().zip(&with).skip(1) {
+        assert_eq!((p.0, p.1), (w.0, w.1));
+        assert_eq!(b.bytes[p.2.clone()], at[w.2.clone()]);
+    }
+}
+
+#[test]
 fn trial_is_the_batch_without_end() {
     let b = create(&desired(), TableFlags { owner: true }, false);
     let t = b.trial_bytes();

@@ -31,6 +31,30 @@ pub struct Applied {
     pub owner: bool,
 }
 
+/// How a batch goes to the kernel.
+#[derive(Debug, Clone, Copy)]
+enum Delivery {
+    /// Validated and aborted: no NFNL_MSG_BATCH_END, nothing committed.
+    Trial,
+    /// Committed only if the ruleset generation is still this one (the reading the
+    /// batch was decided on); otherwise refused whole with ERESTART.
+    At(u32),
+}
+
+/// How often one change is decided again after another program committed between our
+/// reading and our batch (ERESTART) or nf_tables said EBUSY. Each retry reads the
+/// kernel again, so a retry never sends a stale decision. Against a program that
+/// commits without pause offloadd would give up after these and report the error.
+const RACE_RETRIES: u32 = 20;
+
+/// A refusal that means "read again and retry", not "this change is wrong".
+fn transient(refusal: Option<&(Object, i32)>) -> bool {
+    matches!(
+        refusal,
+        Some((Object::Batch, libc::ERESTART)) | Some((_, libc::EBUSY))
+    )
+}
+
 /// Owns the netlink socket and what was last applied through it.
 pub struct Nft {
     sock: NftSocket,
@@ -38,6 +62,8 @@ pub struct Nft {
     owner: bool,
     /// Last ruleset applied, and the rule expressions it was built with.
     applied: Option<(Desired, Vec<String>)>,
+    /// Batches decided again because the ruleset changed under them (since start).
+    races: u64,
 }
 
 impl Nft {
@@ -50,6 +76,7 @@ impl Nft {
             sock,
             owner: true,
             applied: None,
+            races: 0,
         })
     }
 
@@ -68,12 +95,16 @@ impl Nft {
         Ok(self.read()?.table.is_some())
     }
 
+    /// Batches decided again after a concurrent commit or EBUSY, since start.
+    pub fn races(&self) -> u64 {
+        self.races
+    }
+
     /// Sends a batch (or its trial) and returns the first refusal in batch order.
-    fn send(&mut self, b: &BuiltBatch, trial: bool) -> Result<Option<(Object, i32)>, NftError> {
-        let bytes = if trial {
-            b.trial_bytes()
-        } else {
-            b.bytes.clone()
+    fn send(&mut self, b: &BuiltBatch, how: Delivery) -> Result<Option<(Object, i32)>, NftError> {
+        let bytes = match how {
+            Delivery::Trial => b.trial_bytes(),
+            Delivery::At(generation) => b.bytes_at(generation),
         };
         let mut answers = self.sock.send_batch(&bytes).map_err(|error| NftError::Io {
             context: "sending an nf_tables batch",
@@ -92,7 +123,7 @@ impl Nft {
             // Without nf_flow_table the type lookup fails with ENOENT; a vanished device
             // does too. A flowtable with no devices separates the two.
             let probe = batch::probe(&[], false);
-            return match self.send(&probe, true) {
+            return match self.send(&probe, Delivery::Trial) {
                 Ok(Some((Object::Flowtable { .. }, libc::ENOENT))) => NftError::NoFlowtableSupport,
                 Ok(_) => NftError::DeviceGone {
                     devices: devices.clone(),
@@ -103,6 +134,24 @@ impl Nft {
         explain(&object, errno)
     }
 
+    /// Called on a transient refusal (see `transient`): counts it, gives up with the
+    /// kernel's reason after RACE_RETRIES, and otherwise lets the caller read again.
+    fn race(&mut self, attempt: u32, refusal: (Object, i32)) -> Result<(), NftError> {
+        if attempt >= RACE_RETRIES {
+            return Err(self.classify(refusal.0, refusal.1));
+        }
+        self.races += 1;
+        tracing::info!(
+            errno = super::errno_name(refusal.1),
+            attempt = attempt + 1,
+            "nf_tables changed (another program committed) or was busy while offloadd applied; reading the ruleset again"
+        );
+        // Back off a little more each time: a program in the middle of a burst of
+        // transactions (a firewall reload) gets to finish it.
+        thread::sleep(Duration::from_millis(u64::from(attempt.min(10))));
+        Ok(())
+    }
+
     /// Recreates our table in one batch from what was last applied. The kernel frees the
     /// old flowtable, so every flow in it returns to the normal path and its next packet
     /// goes through the current firewall rules (and is offloaded again if they accept
@@ -111,38 +160,48 @@ impl Nft {
         let Some((desired, rules)) = self.applied.clone() else {
             return Ok(false);
         };
-        if !self.table_exists()? {
-            return Ok(false);
-        }
         let b = batch::create(&desired, TableFlags { owner: self.owner }, true);
-        match self.send(&b, false)? {
-            None => {
-                self.read()?
-                    .verify(&desired, &rules, self.owner)
-                    .map_err(NftError::ReadBack)?;
-                Ok(true)
+        for attempt in 0.. {
+            let actual = self.read()?;
+            if actual.table.is_none() {
+                return Ok(false);
             }
-            Some((o, e)) => Err(self.classify(o, e)),
+            match self.send(&b, Delivery::At(actual.generation))? {
+                None => break,
+                r if transient(r.as_ref()) => self.race(attempt, r.unwrap())?,
+                Some((o, e)) => return Err(self.classify(o, e)),
+            }
         }
+        self.read()?
+            .verify(&desired, &rules, self.owner)
+            .map_err(NftError::ReadBack)?;
+        Ok(true)
     }
 
     /// Removes our table if it is there. Returns whether it was.
     pub fn remove(&mut self) -> Result<bool, NftError> {
         self.applied = None;
-        if !self.table_exists()? {
-            return Ok(false);
+        for attempt in 0.. {
+            let actual = self.read()?;
+            if actual.table.is_none() {
+                return Ok(false);
+            }
+            match self.send(&batch::delete(), Delivery::At(actual.generation))? {
+                None | Some((_, libc::ENOENT)) => return Ok(true),
+                r if transient(r.as_ref()) => self.race(attempt, r.unwrap())?,
+                Some((o, e)) => return Err(self.classify(o, e)),
+            }
         }
-        match self.send(&batch::delete(), false)? {
-            None | Some((_, libc::ENOENT)) => Ok(true),
-            Some((o, e)) => Err(self.classify(o, e)),
-        }
+        unreachable!("race() ends the loop after RACE_RETRIES")
     }
 }
 
 impl Kernel for Nft {
     fn apply(&mut self, desired: &Desired) -> Result<bool, NftError> {
+        let mut attempt = 0;
         loop {
             let actual = self.read()?;
+            let at = Delivery::At(actual.generation);
             let b = batch::create(
                 desired,
                 TableFlags { owner: self.owner },
@@ -160,8 +219,14 @@ impl Kernel for Nft {
             {
                 let changes = actual.device_changes(desired);
                 if !changes.is_empty() {
-                    if let Some((o, e)) = self.send(&batch::update_devices(&changes), false)? {
-                        return Err(self.classify(o, e));
+                    match self.send(&batch::update_devices(&changes), at)? {
+                        None => {}
+                        r if transient(r.as_ref()) => {
+                            self.race(attempt, r.unwrap())?;
+                            attempt += 1;
+                            continue;
+                        }
+                        Some((o, e)) => return Err(self.classify(o, e)),
                     }
                 }
                 self.read()?
@@ -170,13 +235,17 @@ impl Kernel for Nft {
                 self.applied = Some((desired.clone(), rules));
                 return Ok(!changes.is_empty());
             }
-            match self.send(&b, false)? {
+            match self.send(&b, at)? {
                 None => {
                     self.read()?
                         .verify(desired, &rules, self.owner)
                         .map_err(NftError::ReadBack)?;
                     self.applied = Some((desired.clone(), rules));
                     return Ok(true);
+                }
+                r if transient(r.as_ref()) => {
+                    self.race(attempt, r.unwrap())?;
+                    attempt += 1;
                 }
                 Some((Object::Table, libc::EOPNOTSUPP)) if self.owner => {
                     tracing::warn!("kernel refused the table owner flag (Linux < 5.12): if offloadd is killed, remove the table with `nft delete table inet offloadd`");
@@ -190,7 +259,7 @@ impl Kernel for Nft {
     fn trial(&mut self, desired: &Desired) -> Result<(), NftError> {
         let replace = self.table_exists()?;
         let b = batch::create(desired, TableFlags { owner: self.owner }, replace);
-        match self.send(&b, true)? {
+        match self.send(&b, Delivery::Trial)? {
             None => Ok(()),
             Some((o, e)) => Err(self.classify(o, e)),
         }
@@ -198,7 +267,7 @@ impl Kernel for Nft {
 
     fn probe(&mut self, device: &str, hw: bool) -> Result<(), NftError> {
         let b = batch::probe(&[device], hw);
-        match self.send(&b, true)? {
+        match self.send(&b, Delivery::Trial)? {
             None => Ok(()),
             Some((o, e)) => Err(self.classify(o, e)),
         }

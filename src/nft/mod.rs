@@ -11,7 +11,7 @@ mod hardware;
 mod kernel;
 pub mod monitor;
 mod readback;
-mod socket;
+pub mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};

@@ -15,8 +15,8 @@ use crate::plan::TABLE;
 
 /// NFNLGRP_NFTABLES (uapi nfnetlink.h).
 const NFNLGRP_NFTABLES: u32 = 7;
-/// NFT_MSG_NEWGEN (uapi nf_tables.h, after DELSETELEM = 14): a transaction was committed.
-const NFT_MSG_NEWGEN: u8 = 15;
+/// A transaction was committed.
+const NFT_MSG_NEWGEN: u8 = super::sys::NFT_MSG_NEWGEN as u8;
 
 /// One committed change to tables other than ours.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,9 @@ pub struct Actual {
     pub rules: Vec<RuleInfo>,
     /// Flowtables in every other table, any family (fw4's `inet fw4 ft`, hand-made ones).
     pub foreign_flowtables: Vec<FlowtableInfo>,
+    /// The ruleset generation read before the dumps: a batch decided on this reading
+    /// carries it, and the kernel refuses it (ERESTART) if anyone committed since.
+    pub generation: u32,
 }
 
 fn ours(family: u32, table: &str) -> bool {
@@ -31,6 +34,7 @@ fn ours(family: u32, table: &str) -> bool {
 
 impl Actual {
     pub fn read(sock: &mut NftSocket) -> io::Result<Actual> {
+        let generation = sock.generation()?;
         let unspec = libc::AF_UNSPEC as u16;
         // SAFETY (all four): the socket hands each closure one complete, aligned message.
         let tables = sock.dump(libc::NFT_MSG_GETTABLE, unspec, |m| unsafe {
@@ -61,6 +65,7 @@ impl Actual {
                 .filter(|r| ours(r.family, &r.table))
                 .collect(),
             foreign_flowtables: foreign,
+            generation,
         })
     }
 

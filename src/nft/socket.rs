@@ -88,6 +88,33 @@ impl NftSocket {
         Ok(answers)
     }
 
+    /// The ruleset generation now (NFT_MSG_GETGEN). Every commit, by anyone, bumps it.
+    pub fn generation(&mut self) -> io::Result<u32> {
+        let seq = self.next_seq();
+        let mut req = [0u8; 64];
+        let n = sys::get_request(
+            &mut req,
+            libc::NFT_MSG_GETGEN,
+            libc::AF_UNSPEC as u16,
+            false,
+            seq,
+        );
+        self.sock.send(&req[..n])?;
+        let newgen = super::batch::nfnl_type(sys::NFT_MSG_NEWGEN);
+        let mut generation = None;
+        self.read_until(seq, |kind, s, msg| {
+            if s == seq && kind == newgen {
+                generation = gen_id(msg);
+            }
+        })?;
+        generation.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "nf_tables answered GETGEN without NFTA_GEN_ID",
+            )
+        })
+    }
+
     /// Dumps all objects of a GET type in `family` and returns those `parse` accepts.
     pub fn dump<T>(
         &mut self,
@@ -151,6 +178,26 @@ impl NftSocket {
             }
         }
     }
+}
+
+/// NFTA_GEN_ID of an NFT_MSG_NEWGEN message: attributes follow the 16-byte nlmsghdr
+/// and the 4-byte nfgenmsg.
+fn gen_id(msg: &[u8]) -> Option<u32> {
+    let mut off = 20;
+    while off + 4 <= msg.len() {
+        let len = u16::from_ne_bytes(msg[off..off + 2].try_into().unwrap()) as usize;
+        let kind = u16::from_ne_bytes(msg[off + 2..off + 4].try_into().unwrap()) & 0x3fff;
+        if len < 4 || off + len > msg.len() {
+            return None;
+        }
+        if kind == sys::NFTA_GEN_ID && len == 8 {
+            return Some(u32::from_be_bytes(
+                msg[off + 4..off + 8].try_into().unwrap(),
+            ));
+        }
+        off += (len + 3) & !3;
+    }
+    None
 }
 
 /// (type, seq, byte range) of each complete netlink message in `bytes`, stepping by

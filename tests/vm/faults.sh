@@ -45,7 +45,7 @@ kill "$LOOP"; wait "$LOOP" 2>/dev/null
 in_router "$OFFLOADD" plan --config "$T/faults.toml" | grep -v '^#' | grep -o 'proto-dst [0-9]*' >"$T/want-excl"
 in_router nft list chain inet offloadd forward | grep -o 'proto-dst [0-9]*' >"$T/have-excl"
 flushes=$("$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["flushes"])')
-echo "concurrent nft -f loop: last exclusion $(cat "$T/have-excl"), $flushes flushes, $(grep -c 'applied ruleset' "$OUT/offloadd-faults2.log") applies" >>"$OUT/report-faults.txt"
+echo "concurrent nft -f loop: last exclusion $(cat "$T/have-excl"), $flushes flushes, $(grep -c 'applied ruleset' "$OUT/offloadd-faults2.log") applies, $(grep -c 'reading the ruleset again' "$OUT/offloadd-faults2.log") batches decided again after a concurrent commit" >>"$OUT/report-faults.txt"
 check concurrent_nft_no_lost_update "want $(cat "$T/want-excl"), have $(cat "$T/have-excl")" bash -c "test -s '$T/want-excl' && cmp -s '$T/want-excl' '$T/have-excl' && grep -q 'proto-dst 7019' '$T/have-excl'"
 check concurrent_nft_no_error_logged "$(grep -E 'ERROR|FAILED' "$OUT/offloadd-faults2.log" | head -3)" bash -c "! grep -qE 'ERROR|FAILED' '$OUT/offloadd-faults2.log'"
 check concurrent_nft_flushes_counted "$flushes flushes" test "$flushes" -ge 1

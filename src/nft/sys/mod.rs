@@ -27,6 +27,10 @@ pub const NFT_FLOWTABLE_HW_OFFLOAD: u32 = 0x1;
 pub const NFT_FLOWTABLE_COUNTER: u32 = 0x2;
 
 /// Flowtable messages (enum nf_tables_msg_types in uapi nf_tables.h); libc lacks them.
+/// NFT_MSG_NEWGEN / GETGEN (after DELSETELEM = 14): the ruleset generation, bumped by
+/// every commit; NFTA_GEN_ID carries it (u32, network order).
+pub const NFT_MSG_NEWGEN: i32 = 15;
+pub const NFTA_GEN_ID: u16 = 1;
 pub const NFT_MSG_NEWFLOWTABLE: i32 = 22;
 pub const NFT_MSG_GETFLOWTABLE: i32 = 23;
 pub const NFT_MSG_DELFLOWTABLE: i32 = 24;
