@@ -2,6 +2,7 @@
 use super::*;
 use crate::config::parse_toml;
 use crate::link::LinkSnapshot;
+use crate::nft::socket::messages;
 use crate::plan::plan;
 
 fn desired() -> Desired {

@@ -6,6 +6,7 @@
 //! the kernel deletes it when this socket closes, including on a crash or `kill -9`.
 
 pub mod batch;
+mod built;
 mod error;
 mod hardware;
 mod kernel;
