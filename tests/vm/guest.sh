@@ -244,6 +244,9 @@ check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw
 # --- Firewall changes reach offloaded flows (flush).
 . "$REPO/tests/vm/policy.sh"
 
+# --- Soak: device cycles and flow churn, three rounds.
+. "$REPO/tests/vm/soak.sh"
+
 # --- OpenWrt source and fw4 coexistence.
 . "$REPO/tests/vm/fw4.sh"
 

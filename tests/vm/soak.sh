@@ -1,0 +1,93 @@
+# VM tier, sourced by guest.sh: the soak (issue 8), an hour of a busy router compressed.
+# Three rounds, each: 500 delete/add cycles of a configured device (wan1) while 4
+# clients open short TCP and UDP flows lan -> wan through the router without pause.
+# After each round the daemon's flow list must equal the kernel's conntrack table
+# (proto, addresses, ports, offloaded or not), the flowtable must hold exactly the
+# configured devices, and then, with conntrack flushed, RSS is read. The first round
+# warms up (hash tables reach their size); RSS after the last must equal it within
+# 512 KiB. Uses links.sh's ft_devices and rss_kib.
+
+SOAK_ROUNDS=3 SOAK_CYCLES=500
+in_wan python3 "$LAB_DIR/churn.py" server 7070 &
+disown
+# Nothing of the churn may expire during a round, so the two lists can be compared
+# exactly once it stops; conntrack -F clears them between rounds.
+for k in tcp_timeout_time_wait tcp_timeout_close udp_timeout udp_timeout_stream; do
+    eval "soak_old_$k=\$(in_router sysctl -n net.netfilter.nf_conntrack_$k)"
+    in_router sysctl -qw "net.netfilter.nf_conntrack_$k=600"
+done
+in_router conntrack -F 2>/dev/null
+conf "$T/soak.toml" off
+start_offloadd "$T/soak.toml" "$OUT/offloadd-soak.log"
+in_router ip link add wan1 type veth peer name wan1p
+
+# soak_compare: true when offloadd lists exactly the kernel's TCP/UDP entries, on the
+# same path; writes a summary (sizes, first differences) to $T/soak-compare.txt.
+soak_compare() {
+    "$OFFLOADD" flows --json >"$T/soak-ours.json" 2>/dev/null || return 1
+    in_router conntrack -L >"$T/soak-kernel.txt" 2>/dev/null
+    python3 - "$T/soak-ours.json" "$T/soak-kernel.txt" >"$T/soak-compare.txt" <<'PY'
+import json, re, sys
+ours = {("tcp" if f["proto"] == 6 else "udp", f["orig"]["src"], f["orig"]["sport"],
+         f["orig"]["dst"], f["orig"]["dport"], f["path"] != "slow")
+        for f in json.load(open(sys.argv[1]))}
+kernel = set()
+for line in open(sys.argv[2]):
+    proto = line.split()[0]
+    if proto not in ("tcp", "udp"):
+        continue
+    field = lambda k: re.search(r"\b" + k + r"=(\S+)", line).group(1)
+    kernel.add((proto, field("src"), int(field("sport")), field("dst"), int(field("dport")),
+                "OFFLOAD]" in line))
+print(f"offloadd {len(ours)}, conntrack {len(kernel)}, offloaded {sum(k[5] for k in kernel)}; "
+      f"only offloadd: {sorted(ours - kernel)[:2]}, only conntrack: {sorted(kernel - ours)[:2]}")
+sys.exit(0 if ours == kernel else 1)
+PY
+}
+
+soak_round() { # soak_round N: one round; sets ROUND_* figures
+    local t0 churn
+    t0=$(now_ms)
+    # `ip netns exec` execs python, so $! is the client itself (it stops on SIGTERM).
+    ip netns exec "$L" python3 "$LAB_DIR/churn.py" client 198.18.2.2 7070 7777 600 4 >"$T/churn-$1.txt" 2>&1 &
+    churn=$!
+    for _ in $(seq $((SOAK_CYCLES / 10))); do cycles 10; sleep 0.05; done
+    kill -TERM "$churn" 2>/dev/null; wait "$churn" 2>/dev/null
+    ROUND_MS=$(($(now_ms) - t0))
+    poll 5 ft_has wan1
+    ROUND_DEVICES=$(ft_devices)
+    # Until the last events and one resync are in (the watcher resyncs every 2 s).
+    ROUND_MATCH=no; poll 20 soak_compare && ROUND_MATCH=yes
+    ROUND_FLOWS=$(cat "$T/soak-compare.txt")
+    in_router conntrack -F 2>/dev/null
+    poll 10 bash -c "\"$OFFLOADD\" status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)[\"conntrack\"]; sys.exit(c[\"slow\"]+c[\"sw\"]+c[\"hw\"] != 0)'"
+    sleep 1
+    ROUND_RSS=$(rss_kib)
+    echo "soak round $1: ${SOAK_CYCLES} device cycles and flow churn in ${ROUND_MS} ms; flows at the end: ${ROUND_FLOWS}; devices ${ROUND_DEVICES}; churn: $(cat "$T/churn-$1.txt") exchanges; rss ${ROUND_RSS} KiB after conntrack -F" >>"$OUT/report-soak.txt"
+}
+
+SOAK_MATCHES=0 SOAK_DEVICES_OK=0
+for round in $(seq "$SOAK_ROUNDS"); do
+    soak_round "$round"
+    [ "$ROUND_MATCH" = yes ] && SOAK_MATCHES=$((SOAK_MATCHES + 1))
+    [ "$ROUND_DEVICES" = "lan0, wan0, wan1" ] && SOAK_DEVICES_OK=$((SOAK_DEVICES_OK + 1))
+    [ "$round" = 1 ] && RSS_WARM=$ROUND_RSS
+    LAST_FLOWS=$ROUND_FLOWS
+done
+RSS_END=$ROUND_RSS
+TRANSITIONS=$("$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["conntrack"]["transitions"]["slow_to_sw"])')
+OVERRUNS=$("$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["conntrack"]["overruns"])')
+echo "soak: $((SOAK_ROUNDS * SOAK_CYCLES)) device cycles; ${TRANSITIONS} flows moved to the flowtable, ${OVERRUNS} event overruns; rss ${RSS_WARM} KiB after the warm-up round, ${RSS_END} KiB after the last" >>"$OUT/report-soak.txt"
+check soak_flows_match_conntrack "$SOAK_MATCHES of $SOAK_ROUNDS rounds matched; last: $LAST_FLOWS" test "$SOAK_MATCHES" -eq "$SOAK_ROUNDS"
+check soak_devices_as_desired "$SOAK_DEVICES_OK of $SOAK_ROUNDS rounds; now $(ft_devices)" test "$SOAK_DEVICES_OK" -eq "$SOAK_ROUNDS"
+check soak_churn_offloaded "$TRANSITIONS flows moved to the flowtable" test "$TRANSITIONS" -ge 100
+check soak_rss_flat "rss ${RSS_WARM} -> ${RSS_END} KiB" test $((RSS_END - RSS_WARM)) -le 512
+check soak_no_error_logged "$(grep -E 'ERROR' "$OUT/offloadd-soak.log" | head -3)" bash -c "! grep -q ERROR '$OUT/offloadd-soak.log'"
+check soak_daemon_alive "daemon exited" kill -0 "$OFFLOADD_PID"
+
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router ip link del wan1 2>/dev/null
+for k in tcp_timeout_time_wait tcp_timeout_close udp_timeout udp_timeout_stream; do
+    eval "in_router sysctl -qw net.netfilter.nf_conntrack_$k=\$soak_old_$k"
+done
+in_router conntrack -F 2>/dev/null
