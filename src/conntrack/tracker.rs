@@ -18,6 +18,8 @@ pub const TTO_SAMPLES: usize = 1024;
 /// Beyond this many flows new ones are counted in `over_limit`, not tracked (a router's
 /// nf_conntrack_max is far lower; this bounds memory at ≈ 400 MB on a huge server).
 pub const MAX_FLOWS: usize = 2 << 20;
+/// A flow table with room for this many or fewer is never shrunk (≈ 200 KiB).
+const SHRINK_ABOVE: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct FlowState {
@@ -171,12 +173,28 @@ impl FlowTracker {
             EventKind::Destroy => {
                 if let Some(old) = self.flows.remove(&ev.entry.key) {
                     self.count(old.path, -1);
+                    self.shrink_if_mostly_empty();
                 }
                 None
             }
             EventKind::New => self.observe(&ev.entry, now, true),
             EventKind::Update => self.observe(&ev.entry, now, false),
         }
+    }
+
+    /// A hash table keeps its peak size: after a burst of flows has ended (a flood, a
+    /// `conntrack -F`), give the memory back. Shrinking to twice what is left, only once
+    /// under a quarter full, keeps the cost amortized over the removals.
+    fn shrink_if_mostly_empty(&mut self) {
+        let room = self.flows.capacity();
+        if room > SHRINK_ABOVE && self.flows.len() < room / 4 {
+            self.flows.shrink_to(self.flows.len() * 2);
+        }
+    }
+
+    /// Room in the flow table (for the memory test).
+    pub fn capacity(&self) -> usize {
+        self.flows.capacity()
     }
 
     /// Starts a resync: entries of the dump go to `observe`, then `end_resync`.
@@ -210,6 +228,7 @@ impl FlowTracker {
                     keep
                 });
                 tracing::debug!(dropped = before - self.flows.len(), "full resync");
+                self.shrink_if_mostly_empty();
                 return out;
             }
         }

@@ -227,3 +227,29 @@ fn per_flow_memory_is_bounded() {
     // The documented bound in this module's header and in README.
     assert!(std::mem::size_of::<(FlowKey, FlowState)>() <= 144);
 }
+
+#[test]
+fn table_gives_memory_back_after_a_burst() {
+    let mut t = FlowTracker::new(0);
+    for sport in 1..=20_000u16 {
+        t.event(&ev(EventKind::New, entry(sport, 0)), ms(1));
+    }
+    let peak = t.capacity();
+    assert!(peak >= 20_000);
+    for sport in 1..=19_990u16 {
+        t.event(&ev(EventKind::Destroy, entry(sport, 0)), ms(2));
+    }
+    assert_eq!(t.len(), 10);
+    assert!(
+        t.capacity() <= 2048,
+        "room for {} flows left of {peak}",
+        t.capacity()
+    );
+    // A full resync that finds nothing shrinks too.
+    for sport in 1..=20_000u16 {
+        t.event(&ev(EventKind::New, entry(sport, 0)), ms(3));
+    }
+    t.begin_resync();
+    t.end_resync(DumpFilter::All, ms(4));
+    assert!(t.is_empty() && t.capacity() <= 2048, "{}", t.capacity());
+}
