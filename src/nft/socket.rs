@@ -69,16 +69,7 @@ impl NftSocket {
     /// GETGEN sent right after, whatever the kernel version acknowledges.
     pub fn send_batch(&mut self, bytes: &[u8]) -> io::Result<Vec<(u32, i32)>> {
         self.sock.send(bytes)?;
-        let sync = self.next_seq();
-        let mut req = [0u8; 64];
-        let n = sys::get_request(
-            &mut req,
-            libc::NFT_MSG_GETGEN,
-            libc::AF_UNSPEC as u16,
-            false,
-            sync,
-        );
-        self.sock.send(&req[..n])?;
+        let sync = self.send_getgen()?;
         let mut answers = Vec::new();
         self.read_until(sync, |kind, seq, msg| {
             if kind == NLMSG_ERROR && seq != sync {
@@ -88,8 +79,8 @@ impl NftSocket {
         Ok(answers)
     }
 
-    /// The ruleset generation now (NFT_MSG_GETGEN). Every commit, by anyone, bumps it.
-    pub fn generation(&mut self) -> io::Result<u32> {
+    /// Sends NFT_MSG_GETGEN (answered with NEWGEN and an ack) and returns its seq.
+    fn send_getgen(&mut self) -> io::Result<u32> {
         let seq = self.next_seq();
         let mut req = [0u8; 64];
         let n = sys::get_request(
@@ -100,6 +91,12 @@ impl NftSocket {
             seq,
         );
         self.sock.send(&req[..n])?;
+        Ok(seq)
+    }
+
+    /// The ruleset generation now (NFT_MSG_GETGEN). Every commit, by anyone, bumps it.
+    pub fn generation(&mut self) -> io::Result<u32> {
+        let seq = self.send_getgen()?;
         let newgen = super::batch::nfnl_type(sys::NFT_MSG_NEWGEN);
         let mut generation = None;
         self.read_until(seq, |kind, s, msg| {
