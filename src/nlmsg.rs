@@ -1,4 +1,24 @@
-//! What every netlink reader here shares: the errno of an NLMSG_ERROR message.
+//! What every netlink reader here shares: the errno of an NLMSG_ERROR message and the
+//! lookup of one attribute.
+
+/// The payload of the first attribute of type `want` in a run of netlink attributes
+/// (struct nlattr: u16 len, u16 type, payload, padded to 4 bytes). The type's top two
+/// bits are the NESTED and NET_BYTEORDER flags, not part of the type. `None` if absent
+/// or if the run is malformed before it.
+pub fn attr(mut attrs: &[u8], want: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == want {
+            return Some(&attrs[4..len]);
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    None
+}
 
 /// The positive errno of an NLMSG_ERROR message, 0 for an acknowledgement. The kernel
 /// puts `-errno` after the 16-byte header (struct nlmsgerr); a short message or a value
@@ -15,7 +35,18 @@ pub fn errno(msg: &[u8]) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::errno;
+    use super::{attr, errno};
+
+    #[test]
+    fn attribute_lookup_skips_padding_and_stops_at_garbage() {
+        // type 1 "ab" (len 6, padded to 8), then type 0x8002 (byte-order flag) u32.
+        let mut run = vec![6, 0, 1, 0, b'a', b'b', 0, 0, 8, 0, 2, 0x80, 0, 0, 0, 7];
+        assert_eq!(attr(&run, 1), Some(&b"ab"[..]));
+        assert_eq!(attr(&run, 2), Some(&[0, 0, 0, 7][..]));
+        assert_eq!(attr(&run, 3), None);
+        run[8] = 200; // second attribute claims more bytes than there are
+        assert_eq!(attr(&run, 2), None);
+    }
 
     fn error_msg(code: i32) -> Vec<u8> {
         let mut m = vec![0u8; 16];

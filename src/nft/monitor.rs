@@ -62,21 +62,10 @@ pub fn notices(buf: &[u8]) -> Vec<Notice> {
     out
 }
 
-fn attr_string(mut attrs: &[u8], want: u16) -> Option<String> {
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
-        if len < 4 || len > attrs.len() {
-            return None;
-        }
-        if kind == want {
-            let v = &attrs[4..len];
-            let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
-            return std::str::from_utf8(&v[..end]).ok().map(str::to_string);
-        }
-        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
-    }
-    None
+fn attr_string(attrs: &[u8], want: u16) -> Option<String> {
+    let v = crate::nlmsg::attr(attrs, want)?;
+    let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
+    std::str::from_utf8(&v[..end]).ok().map(str::to_string)
 }
 
 /// Collects notices into committed changes of foreign tables.

@@ -180,21 +180,8 @@ impl NftSocket {
 /// NFTA_GEN_ID of an NFT_MSG_NEWGEN message: attributes follow the 16-byte nlmsghdr
 /// and the 4-byte nfgenmsg.
 fn gen_id(msg: &[u8]) -> Option<u32> {
-    let mut off = 20;
-    while off + 4 <= msg.len() {
-        let len = u16::from_ne_bytes(msg[off..off + 2].try_into().unwrap()) as usize;
-        let kind = u16::from_ne_bytes(msg[off + 2..off + 4].try_into().unwrap()) & 0x3fff;
-        if len < 4 || off + len > msg.len() {
-            return None;
-        }
-        if kind == sys::NFTA_GEN_ID && len == 8 {
-            return Some(u32::from_be_bytes(
-                msg[off + 4..off + 8].try_into().unwrap(),
-            ));
-        }
-        off += (len + 3) & !3;
-    }
-    None
+    let v = crate::nlmsg::attr(msg.get(20..)?, sys::NFTA_GEN_ID)?;
+    Some(u32::from_be_bytes(v.try_into().ok()?))
 }
 
 /// (type, seq, byte range) of each complete netlink message in `bytes`, stepping by
