@@ -5,11 +5,8 @@
 
 mod common;
 
-use common::{require_root, Netns, FW4};
-use offloadd::config::parse_toml;
-use offloadd::link::LinkSnapshot;
+use common::{desired, require_root, Netns, FW4};
 use offloadd::nft::Nft;
-use offloadd::plan::{plan, Desired};
 
 const BIN: &str = env!("CARGO_BIN_EXE_offloadd");
 
@@ -22,13 +19,6 @@ fn run_daemon(
 ) -> std::process::Output {
     let (config, socket) = (config.to_str().unwrap(), socket.to_str().unwrap());
     ns.run(BIN, &["--socket", socket, "run", "--config", config])
-}
-
-fn desired(toml: &str) -> Desired {
-    let cfg = parse_toml(toml).unwrap();
-    plan(&cfg, &LinkSnapshot::default())
-        .unwrap()
-        .without_flowtable()
 }
 
 /// A namespace with the lab's router devices and a stand-in for fw4's table; returns

@@ -7,21 +7,11 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{enter, require_root, Netns};
+use common::{desired, enter, require_root, Netns};
 use nftnl::{Batch, MsgType, ProtoFamily, Table};
-use offloadd::config::parse_toml;
-use offloadd::link::LinkSnapshot;
 use offloadd::nft::batch::{self, TableFlags};
 use offloadd::nft::socket::NftSocket;
 use offloadd::nft::{Kernel, Nft};
-use offloadd::plan::{plan, Desired};
-
-fn desired(toml: &str) -> Desired {
-    let cfg = parse_toml(toml).unwrap();
-    plan(&cfg, &LinkSnapshot::default())
-        .unwrap()
-        .without_flowtable()
-}
 
 fn nft(args: &[&str]) {
     let ok = std::process::Command::new("nft")

@@ -178,3 +178,12 @@ pub fn enter_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send 
         .join()
         .expect("netns thread panicked")
 }
+
+/// The plan of `toml` with no devices and without the flowtable: what the host kernel
+/// (no flowtables) accepts.
+pub fn desired(toml: &str) -> offloadd::plan::Desired {
+    let cfg = offloadd::config::parse_toml(toml).unwrap();
+    offloadd::plan::plan(&cfg, &offloadd::link::LinkSnapshot::default())
+        .unwrap()
+        .without_flowtable()
+}
