@@ -34,6 +34,16 @@ pub struct Status {
     pub flushes: u64,
     #[serde(default)]
     pub last_flush: Option<Flush>,
+    /// A flush that is due and has not happened yet (a failed one is retried), and why.
+    #[serde(default)]
+    pub flush_pending: Option<String>,
+    /// `flush_on_firewall_change`: rules | any | off.
+    #[serde(default)]
+    pub flush_on: String,
+    /// Commits of other programs that did not flush: set elements only (with "rules"),
+    /// or any (with "off").
+    #[serde(default)]
+    pub commits_not_flushed: u64,
     pub warnings: Vec<String>,
     pub resync_interval_ms: u64,
     /// `None` when the conntrack watcher could not start (see `conntrack_error`).

@@ -48,10 +48,10 @@ fn apply_replace_delete_leave_other_tables_alone() {
     let (applied1, unchanged, listing1, applied2, listing2, removed, gone) = ns.enter(move || {
         use offloadd::nft::Kernel;
         let mut nft = Nft::open().unwrap();
-        let a1 = nft.apply(&first).unwrap();
-        let again = nft.apply(&first).unwrap();
+        let a1 = nft.apply(&first).unwrap().changed;
+        let again = nft.apply(&first).unwrap().changed;
         let l1 = nft.read().unwrap();
-        let a2 = nft.apply(&second).unwrap();
+        let a2 = nft.apply(&second).unwrap().changed;
         let l2 = nft.read().unwrap();
         let removed = nft.remove().unwrap();
         let gone = nft.read().unwrap().table.is_none();

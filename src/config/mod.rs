@@ -54,6 +54,46 @@ pub enum Hardware {
     Require,
 }
 
+/// `flush_on_firewall_change`: which commits of other programs flush our flowtable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushOn {
+    /// Commits that change tables, chains, rules, sets, flowtables or stateful objects,
+    /// not those that only add or remove set elements (dnsmasq nftset, banIP, crowdsec,
+    /// fail2ban, firewalld ipsets do that many times a second). An element change does
+    /// not change which rules an established flow meets: a set lookup's verdict for it
+    /// may change, and that is what "any" is for.
+    Rules,
+    /// Every commit, set elements included.
+    Any,
+    /// Never: offloaded flows keep bypassing rules added after they were offloaded.
+    Off,
+}
+
+impl FlushOn {
+    /// "rules", "any" or "off"; the booleans of earlier versions mean "rules" and "off".
+    pub fn parse(word: &str) -> Result<FlushOn, String> {
+        match word {
+            "rules" | "true" | "1" | "yes" | "on" => Ok(FlushOn::Rules),
+            "any" => Ok(FlushOn::Any),
+            "off" | "false" | "0" | "no" => Ok(FlushOn::Off),
+            _ => Err(format!(
+                "flush_on_firewall_change '{word}' is not valid: use \"rules\" (the default), \"any\" or \"off\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for FlushOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlushOn::Rules => "rules",
+            FlushOn::Any => "any",
+            FlushOn::Off => "off",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffloadConfig {
     /// Devices (interface names) whose forwarded flows may be offloaded.
@@ -62,9 +102,9 @@ pub struct OffloadConfig {
     pub hardware: Hardware,
     /// Keep conntrack byte/packet counters right for offloaded flows (nlbwmon, accounting).
     pub counter: bool,
-    /// Flush the flowtable when another nf_tables table changes, so offloaded flows meet
-    /// the new rules on their next packet.
-    pub flush_on_change: bool,
+    /// Which changes of other nf_tables tables flush the flowtable, so offloaded flows
+    /// meet the new rules on their next packet.
+    pub flush_on_change: FlushOn,
     /// Connections that must stay on the normal path (each compiles to one or more
     /// `return` rules before `flow add`).
     pub exclude: Vec<Exclude>,
@@ -124,7 +164,7 @@ impl Default for Config {
                 devices: Vec::new(),
                 hardware: Hardware::Auto,
                 counter: true,
-                flush_on_change: true,
+                flush_on_change: FlushOn::Rules,
                 exclude: Vec::new(),
             },
             conntrack: ConntrackConfig {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::uci::{parse_uci, Section, UciFile};
 use super::values::{IpPrefix, L4Proto, PortRange};
-use super::{text_or_error, Config, ConfigError, Exclude, Hardware, Mode, ParseError};
+use super::{text_or_error, Config, ConfigError, Exclude, FlushOn, Hardware, Mode, ParseError};
 
 /// Where OpenWrt keeps UCI files.
 pub const UCI_DIR: &str = "/etc/config";
@@ -111,6 +111,7 @@ pub fn from_uci(
             "device",
             "counter",
             "flush_on_change",
+            "flush_on_firewall_change",
         ];
         if !known.contains(&o.key.as_str()) {
             return Err(off(
@@ -156,8 +157,10 @@ pub fn from_uci(
             }
         };
     }
-    if let Some((v, l)) = main.single("flush_on_change") {
-        cfg.offload.flush_on_change = parse_bool(v).map_err(|m| off(l, m))?;
+    for key in ["flush_on_change", "flush_on_firewall_change"] {
+        if let Some((v, l)) = main.single(key) {
+            cfg.offload.flush_on_change = FlushOn::parse(v).map_err(|m| off(l, m))?;
+        }
     }
     if let Some((v, l)) = main.single("counter") {
         cfg.offload.counter = parse_bool(v).map_err(|m| off(l, m))?;

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::values::parse_duration;
-use super::{Config, Exclude, Hardware, Mode, ParseError, MAX_EVENT_BUFFER, MIN_EVENT_BUFFER};
+use super::{
+    Config, Exclude, FlushOn, Hardware, Mode, ParseError, MAX_EVENT_BUFFER, MIN_EVENT_BUFFER,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,8 +29,16 @@ struct RawOffload {
     devices: Option<Vec<Spanned<String>>>,
     hardware: Option<Spanned<String>>,
     counter: Option<bool>,
-    flush_on_firewall_change: Option<bool>,
+    flush_on_firewall_change: Option<Spanned<BoolOrWord>>,
     exclude: Option<Vec<Spanned<RawExclude>>>,
+}
+
+/// `true`/`false` (earlier versions) or a word.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum BoolOrWord {
+    Bool(bool),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -115,7 +125,12 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
             };
         }
         if let Some(f) = o.flush_on_firewall_change {
-            cfg.offload.flush_on_change = f;
+            let line = at(f.span());
+            cfg.offload.flush_on_change = match f.into_inner() {
+                BoolOrWord::Bool(b) => FlushOn::parse(&b.to_string()),
+                BoolOrWord::Word(w) => FlushOn::parse(&w),
+            }
+            .map_err(|m| ParseError::new(line, m))?;
         }
         if let Some(c) = o.counter {
             cfg.offload.counter = c;

@@ -2,15 +2,18 @@
 //!
 //! SIGHUP re-reads the config and applies the difference in one batch; a bad config or
 //! a refused batch leaves the running ruleset as it was. SIGTERM/SIGINT delete our table
-//! (offloaded flows fall back to the normal path at once) and exit 0.
+//! (offloaded flows fall back to the normal path at once) and exit 0. Nothing here
+//! blocks: the kernel is talked to from the nft and conntrack threads.
 
+mod apply;
+mod flush;
 mod react;
 mod sysctl;
 mod view;
 
 pub use view::duplicates;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,18 +22,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, Hardware, Mode, Source};
+use self::apply::{apply_and_record, backoff, transient, Why};
+use self::flush::FlushSchedule;
+use crate::config::{Config, Mode, Source};
 use crate::conntrack::{self, WatcherOptions};
 use crate::control;
 use crate::link::{self, LinkSnapshot};
-use crate::nft::{Actual, Applied, NftError, NftHandle};
-use crate::plan::{plan, TABLE};
-use crate::status::Status;
+use crate::nft::{Actual, NftHandle};
+use crate::plan::TABLE;
 
-/// How many times to re-plan when a device vanishes between snapshot and apply.
-const DEVICE_RACE_RETRIES: usize = 5;
-/// How long to wait for the link watcher to report the device that vanished.
-const DEVICE_RACE_WAIT: Duration = Duration::from_millis(50);
 /// A burst of link events (a bridge and its ports, a VLAN and its parent's update)
 /// settles for this long before the flowtable is converged once.
 const LINK_SETTLE: Duration = Duration::from_millis(20);
@@ -40,10 +40,6 @@ const LINK_SETTLE: Duration = Duration::from_millis(20);
 const ROLE_CHECK: Duration = Duration::from_secs(2);
 
 type Links = watch::Receiver<LinkSnapshot>;
-
-/// Notifications of one `nft -f` or fw4 reload arrive within a few ms; wait this long
-/// after the first so a burst costs one flush.
-const FLUSH_SETTLE: Duration = Duration::from_millis(50);
 
 pub struct RunOptions {
     pub config: Source,
@@ -86,81 +82,20 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
     }
 }
 
-/// The devices to plan with: the link watcher's snapshot and, when hardware offload is
-/// asked for, the lower devices of the configured ones (from sysfs, as fw4 does).
-fn links_for(cfg: &Config, links: &Links) -> LinkSnapshot {
-    let mut snap = links.borrow().clone();
-    if cfg.offload.hardware != Hardware::Off {
-        snap.resolve_lowers(&cfg.offload.devices, Path::new(link::SYSFS_NET));
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
     }
-    snap
-}
-
-async fn apply(
-    nft: &NftHandle,
-    cfg: &Config,
-    path: &Path,
-    links: &Links,
-    announce: bool,
-) -> anyhow::Result<Applied> {
-    let mut tries = 0;
-    loop {
-        let mut desired = plan(cfg, &links_for(cfg, links))
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
-        let devices: Vec<String> = desired.devices().map(str::to_string).collect();
-        match link::shaped_now(&devices).await {
-            Ok(s) => desired.shaped = s,
-            Err(e) => warn!("{e}; SQM/QoS on flowtable devices is not detected"),
-        }
-        // At start and reload; after link events the "applied" line lists them.
-        for dev in desired.missing.iter().filter(|_| announce && tries == 0) {
-            warn!(device = %dev, "configured device does not exist; added when it appears");
-        }
-        match nft.apply(desired, cfg.offload.hardware).await {
-            Err(NftError::DeviceGone { devices }) if tries < DEVICE_RACE_RETRIES => {
-                tries += 1;
-                warn!(devices = ?devices, "a device vanished while applying; planning again");
-                tokio::time::sleep(DEVICE_RACE_WAIT).await;
-            }
-            Err(e) => return Err(e.into()),
-            Ok(a) => {
-                let devices: Vec<&str> = a.desired.devices().collect();
-                if a.changed {
-                    info!(table = TABLE, devices = ?devices, missing = ?a.desired.missing, hardware = %a.hardware, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
-                } else {
-                    debug!(table = TABLE, "ruleset unchanged");
-                }
-                return Ok(a);
-            }
-        }
-    }
-}
-
-/// Applies and records the outcome in `status` (success or the error that kept the
-/// previous ruleset).
-async fn apply_and_record(
-    nft: &NftHandle,
-    cfg: &Config,
-    path: &Path,
-    links: &Links,
-    status: &Mutex<Status>,
-    announce: bool,
-) -> anyhow::Result<Applied> {
-    let started = Instant::now();
-    let result = apply(nft, cfg, path, links, announce).await;
-    let mut st = status.lock().unwrap();
-    match &result {
-        Ok(a) => {
-            let before = st.clone();
-            view::applied(&mut st, cfg, a);
-            react::log_news(&before, &st, announce);
-        }
-        Err(e) => view::failed(&mut st, e, started.elapsed()),
-    }
-    result
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    // Handlers first: procd sends SIGHUP on a config change, possibly while offloadd is
+    // still starting, and a signal without a handler would kill it.
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut cfg = opts.config.load()?;
     let exclude_file = opts.config.exclude_file();
     let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.to_string())));
@@ -182,9 +117,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sysctls = sysctl::Sysctls::default();
     let mut role_timer = tokio::time::interval(ROLE_CHECK);
     role_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut flushes = FlushSchedule::default();
+    // A failed apply that may work when tried again: when, and how many tries so far.
+    let mut retry: Option<(Instant, u32)> = None;
 
     let watcher = match conntrack::spawn_watcher(WatcherOptions {
         resync_interval: cfg.conntrack.resync_interval,
@@ -214,14 +149,37 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             for d in view::duplicates(&cfg, &actual) {
                 warn!("{d}");
             }
-            apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await?;
-            sysctls.apply(&cfg.timeouts);
+            match apply_and_record(
+                &nft,
+                &cfg,
+                &exclude_file,
+                &links,
+                &status,
+                Why::Start,
+                false,
+            )
+            .await
+            {
+                Ok(_) => sysctls.apply(&cfg.timeouts),
+                // procd and systemd give up after a few fast exits: a kernel that was busy
+                // or answers that were lost are tried again here instead.
+                Err(e) if transient(&e) => {
+                    warn!(
+                        retry_ms = backoff(1).as_millis() as u64,
+                        "{e:#}; trying again"
+                    );
+                    retry = Some((Instant::now() + backoff(1), 1));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
     crate::notify::notify("READY=1");
 
     loop {
+        // Set by an arm that wants the ruleset converged again (Why says how).
+        let mut converge: Option<Why> = None;
         tokio::select! {
             _ = sighup.recv() => {
                 info!(config = %opts.config, "reloading");
@@ -243,16 +201,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     info!(why = %why, "switching to observe; removing table inet offloadd");
                     if let Err(e) = nft.remove().await { error!("{e}"); continue; }
                     sysctls.restore();
+                    flushes.cancel();
                 }
                 cfg = new_cfg;
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
-                if let Role::Manage { .. } = role {
-                    match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
-                        Ok(_) => sysctls.apply(&cfg.timeouts),
-                        Err(e) => error!("{e:#}; the running ruleset is unchanged"),
-                    }
-                }
+                converge = Some(Why::Start);
             }
             changed = links.changed(), if links_alive => {
                 if changed.is_err() {
@@ -263,11 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 tokio::time::sleep(LINK_SETTLE).await;
                 links.borrow_and_update();
                 match role {
-                    Role::Manage { .. } => {
-                        if let Err(e) = apply_and_record(&nft, &cfg, &exclude_file, &links, &status, false).await {
-                            error!("{e:#}; the running ruleset is unchanged");
-                        }
-                    }
+                    Role::Manage { .. } => converge = Some(Why::Event),
                     Role::Observe { .. } => {
                         if let Ok(actual) = nft.read().await {
                             view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
@@ -280,20 +230,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     ruleset = None;
                     continue;
                 };
-                let mut tables = change.tables;
-                // One fw4 reload is several transactions: flush once for the burst.
-                tokio::time::sleep(FLUSH_SETTLE).await;
-                while let Some(Ok(more)) = ruleset.as_mut().map(|r| r.try_recv()) {
-                    tables.extend(more.tables);
-                }
-                tables.sort();
-                tables.dedup();
-                if matches!(role, Role::Manage { .. }) && cfg.offload.flush_on_change {
-                    react::flush(&nft, tables, &status).await;
+                let policy = if matches!(role, Role::Manage { .. }) {
+                    cfg.offload.flush_on_change
                 } else {
-                    debug!(tables = ?tables, "another table changed; not flushing (observing, or flush_on_firewall_change = false)");
+                    crate::config::FlushOn::Off
+                };
+                if !flushes.change(&change, policy, Instant::now()) {
+                    debug!(tables = ?change.tables, elements_only = change.elements_only, flush_on_firewall_change = %policy, "another table changed; not flushing");
                 }
+                react::flush_state(&status, &flushes, None);
             }
+            _ = until(flushes.due()) => converge = Some(Why::Event),
+            _ = until(retry.map(|r| r.0)) => converge = Some(Why::Start),
             _ = role_timer.tick(), if cfg.mode == Mode::Auto => {
                 let Ok(actual) = nft.read().await else { continue };
                 let new_role = decide_role(&cfg, &actual);
@@ -302,16 +250,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
                         info!(why = %why, "another flowtable now covers our devices; observing and removing table inet offloadd");
                         if let Err(e) = nft.remove().await { error!("{e}"); continue; }
-                    sysctls.restore();
+                        sysctls.restore();
+                        flushes.cancel();
                     }
                     role = new_role;
                     view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                     if let Role::Manage { why } = &role {
                         info!(why = %why, "no other flowtable covers our devices any more; managing table inet offloadd");
-                        match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, true).await {
-                            Ok(_) => sysctls.apply(&cfg.timeouts),
-                            Err(e) => error!("{e:#}; the running ruleset is unchanged"),
-                        }
+                        converge = Some(Why::Start);
                     }
                 } else if let Role::Observe { .. } = role {
                     view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
@@ -319,6 +265,46 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+        }
+        let Some(why) = converge else { continue };
+        if !matches!(role, Role::Manage { .. }) {
+            retry = None;
+            continue;
+        }
+        // A due flush rides on any apply: the flowtables are replaced with the plan of
+        // now, so a device that vanished during a firewall reload cannot stop it.
+        let flush = flushes.due().is_some_and(|t| t <= Instant::now());
+        let started = Instant::now();
+        match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, why, flush).await {
+            Ok(a) => {
+                if why == Why::Start {
+                    sysctls.apply(&cfg.timeouts);
+                }
+                if retry.take().is_some() {
+                    info!("applied after earlier failures");
+                }
+                if flush {
+                    let tables = flushes.done();
+                    react::flushed(&status, tables, a.flushed, started.elapsed());
+                }
+            }
+            Err(e) => {
+                if flush {
+                    let delay = flushes.failed(Instant::now());
+                    error!(retry_ms = delay.as_millis() as u64, "firewall changed but flushing the flowtable failed: {e:#}; offloaded flows may bypass the new rules until it is retried");
+                    react::flush_state(&status, &flushes, Some(format!("{e:#}")));
+                } else if transient(&e) {
+                    let n = retry.map_or(1, |r| r.1 + 1);
+                    warn!(
+                        retry_ms = backoff(n).as_millis() as u64,
+                        "{e:#}; the running ruleset is unchanged; trying again"
+                    );
+                    retry = Some((Instant::now() + backoff(n), n));
+                } else {
+                    error!("{e:#}; the running ruleset is unchanged");
+                    retry = None;
+                }
+            }
         }
     }
     crate::notify::notify("STOPPING=1");

@@ -1,13 +1,13 @@
-//! How the daemon reacts to events besides applies: flushes after firewall changes, and
-//! logging device news once.
+//! How the daemon reacts to events besides applies: flushes after firewall changes in
+//! status, and logging device news once.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::Duration;
 
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
+use super::flush::FlushSchedule;
 use crate::nft::monitor::RulesetChange;
-use crate::nft::NftHandle;
 use crate::status::{DeviceState, Status};
 
 pub async fn recv_change(
@@ -19,25 +19,35 @@ pub async fn recv_change(
     }
 }
 
-/// Recreates our table so that offloaded flows meet the changed firewall on their next
-/// packet, and records it in status.
-pub async fn flush(nft: &NftHandle, tables: Vec<String>, status: &Mutex<Status>) {
-    let started = Instant::now();
-    match nft.flush().await {
-        Ok(true) => {
-            let took = started.elapsed();
-            info!(tables = ?tables, took_ms = took.as_millis() as u64, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
-            let mut st = status.lock().unwrap();
-            st.flushes += 1;
-            st.last_flush = Some(crate::status::Flush {
-                at_unix_ms: crate::conntrack::unix_ms(),
-                tables,
-                took_ms: took.as_secs_f64() * 1000.0,
-            });
-        }
-        Ok(false) => {}
-        Err(e) => error!("firewall changed but flushing the flowtable failed: {e}"),
+/// Records a flush that happened (`did`: the flowtables were replaced; false when there
+/// was no table to flush, so no flow of ours was offloaded).
+pub fn flushed(status: &Mutex<Status>, tables: Vec<String>, did: bool, took: Duration) {
+    let mut st = status.lock().unwrap();
+    st.flush_pending = None;
+    if !did {
+        return;
     }
+    info!(tables = ?tables, took_ms = took.as_millis() as u64, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
+    st.flushes += 1;
+    st.last_flush = Some(crate::status::Flush {
+        at_unix_ms: crate::conntrack::unix_ms(),
+        tables,
+        took_ms: took.as_secs_f64() * 1000.0,
+    });
+}
+
+/// Shows in status a flush that is due (and why it has not happened, after a failure)
+/// and how many commits were not flushed for.
+pub fn flush_state(status: &Mutex<Status>, flushes: &FlushSchedule, error: Option<String>) {
+    let mut st = status.lock().unwrap();
+    st.commits_not_flushed = flushes.ignored;
+    st.flush_pending = flushes.due().map(|_| {
+        let tables = flushes.tables().join(", ");
+        match error {
+            Some(e) => format!("after changes to {tables}: the last try failed ({e}); retrying"),
+            None => format!("after changes to {tables}"),
+        }
+    });
 }
 
 /// Logs device problems once: at start and reload all of them, after link events only

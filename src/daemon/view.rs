@@ -22,6 +22,7 @@ pub fn initial(cfg: &Config, config_path: &str) -> Status {
             refused: vec![],
         },
         resync_interval_ms: cfg.conntrack.resync_interval.as_millis() as u64,
+        flush_on: cfg.offload.flush_on_change.to_string(),
         ..Status::default()
     }
 }
@@ -35,6 +36,7 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
     st.role_why = why.clone();
     st.resync_interval_ms = cfg.conntrack.resync_interval.as_millis() as u64;
     st.hardware.policy = cfg.offload.hardware.to_string();
+    st.flush_on = cfg.offload.flush_on_change.to_string();
     st.other_flowtables = actual
         .foreign_flowtables
         .iter()

@@ -20,6 +20,15 @@ pub use lower::{lower_devices, SYSFS_NET};
 pub use shaping::{shaped, shaped_now};
 pub use watcher::spawn_link_watcher;
 
+/// The ifindex of device `name` in this network namespace now, if it exists
+/// (if_nametoindex(3): an ioctl, no privileges).
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
 /// One present device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Link {
@@ -190,6 +199,13 @@ mod tests {
             name: name.into(),
             master: None,
         }
+    }
+
+    #[test]
+    fn ifindex_of_loopback_and_of_nothing() {
+        assert!(ifindex("lo").is_some());
+        assert_eq!(ifindex("offloadd-none0"), None);
+        assert_eq!(ifindex("bad\0name"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::plan::{
     FLOWTABLE_SW, TABLE,
 };
 
-pub use super::built::{nfnl_type, BuiltBatch, Object};
+pub use super::built::{nfnl_type, BuiltBatch, Delivery, Object};
 #[cfg(test)]
 use super::built::{NFNL_BATCH_GENID, NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END};
 
@@ -60,12 +60,7 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
     }
     batch.add(&TableMsg::new(TABLE, flags.bits()), MsgType::Add);
     labels.push(Object::Table);
-
-    for (ft_name, ft) in desired.flowtables() {
-        let (msg, label) = flowtable_msg(ft_name, ft, ft.devices.iter().map(String::as_str));
-        batch.add(&msg, MsgType::Add);
-        labels.push(label);
-    }
+    add_flowtables(&mut batch, &mut labels, desired);
 
     let table = Table::new(name(TABLE), ProtoFamily::Inet);
     let mut chain = Chain::new(name(CHAIN), &table);
@@ -74,15 +69,61 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
     chain.set_policy(Policy::Accept);
     batch.add(&chain, MsgType::Add);
     labels.push(Object::Chain);
+    add_rules(&mut batch, &mut labels, desired, &table, &chain);
+    BuiltBatch::from_batch(batch, labels)
+}
 
+/// The flush: one batch that empties our chain, deletes our flowtables `existing` and
+/// creates `desired`'s flowtables and rules again. Deleting a flowtable tears down every
+/// flow in it (nf_flow_table_free), as deleting the table does, so each flow's next
+/// packet walks the current firewall; the table and chain stay, so the chain keeps its
+/// place among the forward hooks and the table its handle.
+pub fn flush(desired: &Desired, existing: &[&str]) -> BuiltBatch {
+    let mut batch = Batch::new();
+    let mut labels = Vec::new();
+    let table = Table::new(name(TABLE), ProtoFamily::Inet);
+    let chain = Chain::new(name(CHAIN), &table);
+    // DELRULE naming only table and chain deletes every rule of the chain (`nft flush
+    // chain`); the rules' references go first, so the flowtables can be deleted.
+    batch.add(&Rule::new(&chain), MsgType::Del);
+    labels.push(Object::Chain);
+    for ft_name in existing {
+        let msg = FlowtableMsg::new(TABLE, ft_name, FLOWTABLE_PRIORITY, [], 0);
+        batch.add(&msg, MsgType::Del);
+        labels.push(Object::Flowtable {
+            name: ft_name.to_string(),
+            devices: vec![],
+            hw_offload: false,
+        });
+    }
+    add_flowtables(&mut batch, &mut labels, desired);
+    add_rules(&mut batch, &mut labels, desired, &table, &chain);
+    BuiltBatch::from_batch(batch, labels)
+}
+
+fn add_flowtables(batch: &mut Batch, labels: &mut Vec<Object>, desired: &Desired) {
+    for (ft_name, ft) in desired.flowtables() {
+        let (msg, label) = flowtable_msg(ft_name, ft, ft.devices.iter().map(String::as_str));
+        batch.add(&msg, MsgType::Add);
+        labels.push(label);
+    }
+}
+
+/// The exclusions and the `flow add` rules, in order.
+fn add_rules(
+    batch: &mut Batch,
+    labels: &mut Vec<Object>,
+    desired: &Desired,
+    table: &Table,
+    chain: &Chain,
+) {
     for r in &desired.excludes {
-        batch.add(&exclude_rule(&chain, r), MsgType::Add);
+        batch.add(&exclude_rule(chain, r), MsgType::Add);
         labels.push(Object::Exclude {
             line: r.line,
             text: r.to_string(),
         });
     }
-
     let mut set_id = 0;
     let mut next_set = || {
         set_id += 1;
@@ -92,18 +133,17 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
         (Some(ft), Some(_)) => {
             let devices: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
             let within = Some(devices.as_slice());
-            let mut r = FlowAddRule::new(&table, within, &mut next_set);
-            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE);
-            let mut r = FlowAddRule::new(&table, None, &mut next_set);
-            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE_SW);
+            let mut r = FlowAddRule::new(table, within, &mut next_set);
+            r.add_to(batch, labels, chain, FLOWTABLE);
+            let mut r = FlowAddRule::new(table, None, &mut next_set);
+            r.add_to(batch, labels, chain, FLOWTABLE_SW);
         }
         (Some(_), None) => {
-            let mut r = FlowAddRule::new(&table, None, &mut next_set);
-            r.add_to(&mut batch, &mut labels, &chain, FLOWTABLE);
+            let mut r = FlowAddRule::new(table, None, &mut next_set);
+            r.add_to(batch, labels, chain, FLOWTABLE);
         }
         _ => {}
     }
-    BuiltBatch::from_batch(batch, labels)
 }
 
 /// NEWFLOWTABLE (create, flags and priority as given) or, for an existing flowtable, the

@@ -20,17 +20,17 @@ fn create_labels_every_message() {
     assert_eq!(kinds[2], nfnl_type(libc::NFT_MSG_NEWTABLE));
     assert_eq!(kinds[3], nfnl_type(sys::NFT_MSG_NEWFLOWTABLE));
     // begin, del, table, flowtable, chain, 4 excludes, set, elems, flow add, end
-    assert_eq!(b.labels.len(), messages(&b.bytes).len());
+    assert_eq!(b.objects.len(), messages(&b.bytes).len());
     assert!(b
-        .labels
-        .values()
+        .objects
+        .iter()
         .any(|o| matches!(o, Object::Exclude { line, .. } if *line > 0)));
 }
 
 #[test]
 fn generation_rides_on_batch_begin_and_nothing_else_moves() {
     let b = create(&desired(), TableFlags { owner: true }, true);
-    let at = b.bytes_at(0x0102_0304);
+    let at = b.wire(1000, Delivery::At(0x0102_0304));
     assert_eq!(at.len(), b.bytes.len() + 8);
     let (plain, with) = (messages(&b.bytes), messages(&at));
     assert_eq!(plain.len(), with.len(), "same messages");
@@ -46,19 +46,46 @@ fn generation_rides_on_batch_begin_and_nothing_else_moves() {
     assert_eq!(&begin[20..22], &8u16.to_ne_bytes());
     assert_eq!(&begin[22..24], &NFNL_BATCH_GENID.to_ne_bytes());
     assert_eq!(&begin[24..28], &[1, 2, 3, 4]);
+    // Past the header's seq and flags, every other message is byte for byte libnftnl's.
     for (p, w) in plain.iter().zip(&with).skip(1) {
-        assert_eq!((p.0, p.1), (w.0, w.1));
-        assert_eq!(b.bytes[p.2.clone()], at[w.2.clone()]);
+        assert_eq!(p.0, w.0);
+        assert_eq!(
+            b.bytes[p.2.start + 12..p.2.end],
+            at[w.2.start + 12..w.2.end]
+        );
     }
+}
+
+#[test]
+fn every_message_gets_its_own_seq_and_asks_no_ack() {
+    let b = create(&desired(), TableFlags { owner: true }, true);
+    let wire = b.wire(5000, Delivery::At(1));
+    let msgs = messages(&wire);
+    assert_eq!(msgs.len() as u32, b.len());
+    for (i, (_, seq, range)) in msgs.iter().enumerate() {
+        assert_eq!(*seq, 5000 + i as u32);
+        let flags = u16::from_ne_bytes([wire[range.start + 6], wire[range.start + 7]]);
+        assert_eq!(
+            flags & libc::NLM_F_ACK as u16,
+            0,
+            "message {i} asks for an ack"
+        );
+    }
+    // Answers map back to what they concern; foreign numbers to the batch.
+    assert_eq!(b.object(5000, 5002), Object::Table);
+    assert_eq!(b.object(5000, 4999), Object::Batch);
+    assert_eq!(b.object(5000, 5000 + b.len()), Object::Batch);
 }
 
 #[test]
 fn trial_is_the_batch_without_end() {
     let b = create(&desired(), TableFlags { owner: true }, false);
-    let t = b.trial_bytes();
-    assert!(t.len() < b.bytes.len());
-    assert_eq!(&b.bytes[..t.len()], &t[..]);
-    assert_ne!(messages(&t).last().unwrap().0, NFNL_MSG_BATCH_END);
+    let t = b.wire(1, Delivery::Trial);
+    let m = messages(&t);
+    assert_eq!(m.len() as u32, b.len() - 1);
+    assert_ne!(m.last().unwrap().0, NFNL_MSG_BATCH_END);
+    assert_eq!(m[0].0, NFNL_MSG_BATCH_BEGIN);
+    assert_eq!(m[0].2.len(), 20, "a trial carries no generation");
 }
 
 #[test]
@@ -110,8 +137,8 @@ fn split_layout_sends_two_flowtables_and_device_sets() {
     let refused = ["eth1".to_string()].into();
     let b = create(&d.split(&refused), TableFlags { owner: true }, false);
     let fts: Vec<&Object> = b
-        .labels
-        .values()
+        .objects
+        .iter()
         .filter(|o| matches!(o, Object::Flowtable { .. }))
         .collect();
     assert_eq!(fts.len(), 2, "{fts:?}");
@@ -125,8 +152,8 @@ fn split_layout_sends_two_flowtables_and_device_sets() {
     assert!(sw.ends_with("[ flow_offload flowtable ft_sw ]"), "{sw}");
     // Each lookup has its own anonymous set (an anonymous set binds to one lookup).
     assert_eq!(
-        b.labels
-            .values()
+        b.objects
+            .iter()
             .filter(|o| **o == Object::DeviceSet)
             .count(),
         4
@@ -153,8 +180,8 @@ fn device_update_names_only_the_changed_hooks() {
         ]
     );
     let devices: Vec<Vec<String>> = b
-        .labels
-        .values()
+        .objects
+        .iter()
         .filter_map(|o| match o {
             Object::Flowtable { devices, .. } => Some(devices.clone()),
             _ => None,

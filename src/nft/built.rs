@@ -2,8 +2,6 @@
 //! refusal concerns), and the forms it is sent in (committed at a generation, or as a
 //! trial that the kernel validates and aborts).
 
-use std::collections::BTreeMap;
-
 use nftnl::Batch;
 
 use super::socket::messages;
@@ -35,10 +33,22 @@ pub enum Object {
     FlowAdd,
 }
 
-/// A finished batch: the bytes to send and what each sequence number is.
+/// A finished batch: the bytes libnftnl built, and what each message is, in order.
 pub struct BuiltBatch {
     pub bytes: Vec<u8>,
-    pub labels: BTreeMap<u32, Object>,
+    /// One per message, BATCH_BEGIN and BATCH_END included (as `Object::Batch`).
+    pub objects: Vec<Object>,
+}
+
+/// How a batch goes to the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Validated and aborted: no NFNL_MSG_BATCH_END, nothing committed (what `nft -c`
+    /// sends; nfnetlink_rcv_batch aborts a batch that lacks its end).
+    Trial,
+    /// Committed only if the ruleset generation is still this one (the reading the
+    /// batch was decided on); otherwise refused whole with ERESTART.
+    At(u32),
 }
 
 /// nfnetlink batch delimiters (uapi nfnetlink.h).
@@ -51,52 +61,70 @@ pub(super) const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub(super) const NFNL_BATCH_GENID: u16 = 1;
 
 impl BuiltBatch {
-    pub(super) fn from_batch(batch: Batch, labels_in_order: Vec<Object>) -> Self {
+    /// Finishes an nftnl batch; `labels_in_order` says what each message between
+    /// BATCH_BEGIN and BATCH_END is.
+    pub fn from_batch(batch: Batch, labels_in_order: Vec<Object>) -> Self {
         let finalized = batch.finalize();
         let bytes: Vec<u8> = finalized.iter().flat_map(|b| b.iter().copied()).collect();
-        let mut labels = BTreeMap::new();
         let mut data = labels_in_order.into_iter();
-        for (kind, seq, _) in messages(&bytes) {
-            let label = if kind == NFNL_MSG_BATCH_BEGIN || kind == NFNL_MSG_BATCH_END {
-                Object::Batch
-            } else {
-                data.next().expect("one label per message")
-            };
-            labels.insert(seq, label);
-        }
-        BuiltBatch { bytes, labels }
+        let objects = messages(&bytes)
+            .into_iter()
+            .map(|(kind, _, _)| {
+                if kind == NFNL_MSG_BATCH_BEGIN || kind == NFNL_MSG_BATCH_END {
+                    Object::Batch
+                } else {
+                    data.next().expect("one label per message")
+                }
+            })
+            .collect();
+        BuiltBatch { bytes, objects }
     }
 
-    /// The batch, to be committed only if the ruleset generation is still `generation`
-    /// (the one the batch was decided on).
-    pub fn bytes_at(&self, generation: u32) -> Vec<u8> {
-        let Some((NFNL_MSG_BATCH_BEGIN, _, begin)) = messages(&self.bytes).first().cloned() else {
-            return self.bytes.clone();
-        };
-        let len = (begin.end - begin.start + 8) as u32;
+    /// How many messages the batch has (sequence numbers it needs).
+    pub fn len(&self) -> u32 {
+        self.objects.len() as u32
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// What the message with sequence number `seq` is, for a batch sent with `wire(base,
+    /// ..)`; a number outside the batch concerns the batch as a whole.
+    pub fn object(&self, base: u32, seq: u32) -> Object {
+        seq.checked_sub(base)
+            .and_then(|i| self.objects.get(i as usize))
+            .cloned()
+            .unwrap_or(Object::Batch)
+    }
+
+    /// The bytes to send: message i carries sequence number `base + i`, so only answers
+    /// to this sending count; NLM_F_ACK is cleared (refusals are reported anyway, see
+    /// `socket`); BATCH_BEGIN carries the generation, or BATCH_END is left out for a
+    /// trial.
+    pub fn wire(&self, base: u32, how: Delivery) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes.len() + 8);
-        out.extend_from_slice(&len.to_ne_bytes());
-        out.extend_from_slice(&self.bytes[begin.start + 4..begin.end]);
-        out.extend_from_slice(&8u16.to_ne_bytes());
-        out.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
-        out.extend_from_slice(&generation.to_be_bytes());
-        // BATCH_BEGIN is 20 bytes (nlmsghdr + nfgenmsg), so the next message starts at
-        // begin.end, already aligned.
-        out.extend_from_slice(&self.bytes[begin.end..]);
-        out
-    }
-
-    /// The same messages without NFNL_MSG_BATCH_END: the kernel validates every message
-    /// (driver setup for `flags offload` included) and then aborts, changing nothing
-    /// (nfnetlink_rcv_batch: no BATCH_END -> abort). This is what `nft -c` sends.
-    pub fn trial_bytes(&self) -> Vec<u8> {
-        let mut end = self.bytes.len();
-        if let Some((kind, _, range)) = messages(&self.bytes).pop() {
-            if kind == NFNL_MSG_BATCH_END {
-                end = range.start;
+        for (i, (kind, _, range)) in messages(&self.bytes).into_iter().enumerate() {
+            if kind == NFNL_MSG_BATCH_END && how == Delivery::Trial {
+                continue;
+            }
+            let start = out.len();
+            out.extend_from_slice(&self.bytes[range]);
+            let msg = &mut out[start..];
+            msg[8..12].copy_from_slice(&(base + i as u32).to_ne_bytes());
+            let flags = u16::from_ne_bytes([msg[6], msg[7]]) & !(libc::NLM_F_ACK as u16);
+            msg[6..8].copy_from_slice(&flags.to_ne_bytes());
+            if let (NFNL_MSG_BATCH_BEGIN, Delivery::At(generation)) = (kind, how) {
+                // BATCH_BEGIN is 20 bytes (nlmsghdr + nfgenmsg), so the attribute lands
+                // aligned and the next message starts aligned after it.
+                out.extend_from_slice(&8u16.to_ne_bytes());
+                out.extend_from_slice(&NFNL_BATCH_GENID.to_ne_bytes());
+                out.extend_from_slice(&generation.to_be_bytes());
+                let len = (out.len() - start) as u32;
+                out[start..start + 4].copy_from_slice(&len.to_ne_bytes());
             }
         }
-        self.bytes[..end].to_vec()
+        out
     }
 
     /// libnftnl's text of every rule in the batch, in order (for read-back comparison).

@@ -1,7 +1,7 @@
 //! The hardware decision and the isolation of refused devices: pure logic over the
 //! `Kernel` trait, so a fake kernel can test it (`kernel_tests.rs`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -47,10 +47,26 @@ impl std::fmt::Display for HardwareOutcome {
     }
 }
 
+/// What one committed apply changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    /// False when the kernel already held the ruleset and nothing was sent.
+    pub changed: bool,
+    /// Devices of the batch that were gone when it was read back (deleted between our
+    /// plan and the read-back): the kernel holds the rest, and the caller plans again.
+    pub vanished: Vec<String>,
+}
+
 /// The kernel operations the decisions need (a fake implements it in tests).
 pub trait Kernel {
-    /// Makes the kernel hold `d`; Ok(false) when it already did.
-    fn apply(&mut self, d: &Desired) -> Result<bool, NftError>;
+    /// Makes the kernel hold `d`.
+    fn apply(&mut self, d: &Desired) -> Result<Change, NftError>;
+    /// Whether the kernel still holds `d` exactly, as last applied through this kernel
+    /// handle (a read-back; nothing is sent).
+    fn holds(&mut self, d: &Desired) -> Result<bool, NftError>;
+    /// The device's ifindex now, if it exists: a device deleted and created again under
+    /// the same name is a new device, whose driver may answer differently.
+    fn ifindex(&mut self, device: &str) -> Option<u32>;
     /// Validates `d` without committing it.
     fn trial(&mut self, d: &Desired) -> Result<(), NftError>;
     /// Validates a flowtable on `device` alone (`flags offload` when `hw`) without
@@ -65,6 +81,8 @@ pub trait Kernel {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub changed: bool,
+    /// Devices that vanished between the plan and the read-back (see `Change`).
+    pub vanished: Vec<String>,
     /// What the kernel now holds.
     pub desired: Desired,
     pub hardware: HardwareOutcome,
@@ -73,28 +91,77 @@ pub struct Outcome {
     pub left_out: Vec<(String, String)>,
 }
 
+/// What the hardware decision remembers between applies (on the nft thread).
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Each device's hardware verdict, by name and ifindex: `None` accepted, `Some(why)`
+    /// refused. Probing binds and unbinds ingress hooks and driver flow blocks, so a
+    /// device is probed once, again only when it is a new device or on reload.
+    verdicts: HashMap<(String, u32), Option<String>>,
+    /// The plan and policy last applied, and what came of it: the same plan again
+    /// (a link event of an unrelated device) sends nothing and probes nothing.
+    last: Option<(Desired, Hardware, Outcome)>,
+}
+
+impl Memory {
+    /// Forgets verdicts and the last apply (reload: the admin may have changed drivers
+    /// or switchdev mode).
+    pub fn forget(&mut self) {
+        *self = Memory::default();
+    }
+}
+
 /// Applies `desired` under the hardware policy. `desired.flowtable.hw_offload` is what
 /// the plan asked for. With `Auto` the devices that refuse hardware (found by probing
 /// each alone) go to a software flowtable and the rest stay on hardware; with `Require`
 /// any refusal is an error naming the device. A device the kernel refuses outright is
-/// left out and named, and the rest applied.
+/// left out and named, and the rest applied. A plan equal to the last one applied, with
+/// the kernel still holding its outcome, changes nothing and probes nothing.
 pub fn apply_with_hardware<K: Kernel>(
     k: &mut K,
     desired: &Desired,
     hw: Hardware,
+    mem: &mut Memory,
+) -> Result<Outcome, NftError> {
+    if let Some((d, h, out)) = &mem.last {
+        if d == desired && *h == hw && k.holds(&out.desired)? {
+            return Ok(Outcome {
+                changed: false,
+                vanished: vec![],
+                ..out.clone()
+            });
+        }
+    }
+    mem.last = None;
+    let outcome = apply_isolating(k, desired, hw, &mut mem.verdicts)?;
+    if outcome.vanished.is_empty() {
+        mem.last = Some((desired.clone(), hw, outcome.clone()));
+    }
+    Ok(outcome)
+}
+
+fn apply_isolating<K: Kernel>(
+    k: &mut K,
+    desired: &Desired,
+    hw: Hardware,
+    verdicts: &mut HashMap<(String, u32), Option<String>>,
 ) -> Result<Outcome, NftError> {
     let mut d = desired.clone();
     let mut left_out = Vec::new();
     loop {
-        let (candidate, hardware) = decide_hardware(k, &d, hw)?;
+        let (mut candidate, hardware) = decide_hardware(k, &d, hw, verdicts)?;
         let refusal = match k.apply(&candidate) {
-            Ok(changed) => {
+            Ok(change) => {
+                for dev in &change.vanished {
+                    candidate.remove_device(dev);
+                }
                 return Ok(Outcome {
-                    changed,
+                    changed: change.changed,
+                    vanished: change.vanished,
                     desired: candidate,
                     hardware,
                     left_out,
-                })
+                });
             }
             Err(e) => e,
         };
@@ -119,6 +186,7 @@ fn decide_hardware<K: Kernel>(
     k: &mut K,
     d: &Desired,
     hw: Hardware,
+    verdicts: &mut HashMap<(String, u32), Option<String>>,
 ) -> Result<(Desired, HardwareOutcome), NftError> {
     let wants_hw = d.flowtable.as_ref().is_some_and(|f| f.hw_offload);
     let all_sw = d.software_only();
@@ -129,6 +197,11 @@ fn decide_hardware<K: Kernel>(
     if let Some(ft) = &mut all_hw.flowtable {
         ft.hw_offload = true;
     }
+    let devices: Vec<String> = all_hw.devices().map(str::to_string).collect();
+    let keys: Vec<(String, u32)> = devices
+        .iter()
+        .map(|dev| (dev.clone(), k.ifindex(dev).unwrap_or(0)))
+        .collect();
     let trial = if d.shaped.is_empty() {
         k.trial(&all_hw)
     } else {
@@ -139,11 +212,15 @@ fn decide_hardware<K: Kernel>(
         })
     };
     match trial {
-        Ok(()) => return Ok((all_hw, HardwareOutcome::Active)),
+        Ok(()) => {
+            for key in keys {
+                verdicts.insert(key, None);
+            }
+            return Ok((all_hw, HardwareOutcome::Active));
+        }
         Err(NftError::HardwareRefused { .. }) => {}
         Err(e) => return Err(e),
     }
-    let devices: Vec<String> = all_hw.devices().map(str::to_string).collect();
     let mut refused: Vec<(String, String)> = devices
         .iter()
         .filter_map(|dev| {
@@ -152,19 +229,22 @@ fn decide_hardware<K: Kernel>(
             })
         })
         .collect();
-    for dev in devices.iter().filter(|x| !d.shaped.contains_key(*x)) {
-        let why = match k.probe(dev, true) {
-            Ok(()) => continue,
-            Err(NftError::HardwareRefused { reason, .. }) => short_reason(&reason),
-            // Gone since the trial: the caller plans again with the devices that exist.
-            Err(e @ NftError::DeviceGone { .. }) => return Err(e),
-            Err(e) => e.to_string(),
+    for (dev, key) in devices
+        .iter()
+        .zip(keys)
+        .filter(|(x, _)| !d.shaped.contains_key(*x))
+    {
+        let verdict = match verdicts.get(&key) {
+            Some(v) => v.clone(),
+            None => {
+                let v = probe_hardware(k, dev)?;
+                verdicts.insert(key, v.clone());
+                v
+            }
         };
-        let why = match k.hint(dev) {
-            Some(h) => format!("{why}; {h}"),
-            None => why,
-        };
-        refused.push((dev.clone(), why));
+        if let Some(why) = verdict {
+            refused.push((dev.clone(), why));
+        }
     }
     if refused.is_empty() {
         // Each device alone is fine but not together: report the set.
@@ -202,6 +282,22 @@ fn decide_hardware<K: Kernel>(
         all_sw.split(&refused_set)
     };
     Ok((layout, HardwareOutcome::Fallback { refused, accepted }))
+}
+
+/// One device alone with `flags offload`: `None` if its driver takes it, else why not
+/// (with the driver's ethtool hint).
+fn probe_hardware<K: Kernel>(k: &mut K, dev: &str) -> Result<Option<String>, NftError> {
+    let why = match k.probe(dev, true) {
+        Ok(()) => return Ok(None),
+        Err(NftError::HardwareRefused { reason, .. }) => short_reason(&reason),
+        // Gone since the trial: the caller plans again with the devices that exist.
+        Err(e @ NftError::DeviceGone { .. }) => return Err(e),
+        Err(e) => e.to_string(),
+    };
+    Ok(Some(match k.hint(dev) {
+        Some(h) => format!("{why}; {h}"),
+        None => why,
+    }))
 }
 
 fn short_reason(reason: &str) -> String {

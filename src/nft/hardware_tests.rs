@@ -14,6 +14,14 @@ struct Fake {
     sw_bad: BTreeSet<String>,
     applied: Vec<Desired>,
     calls: usize,
+    /// Devices probed, in order.
+    probed: Vec<String>,
+    /// ifindex per device (1 when not listed).
+    ifindex: std::collections::HashMap<String, u32>,
+    /// Devices deleted right after the next commit.
+    vanish: Vec<String>,
+    /// Another program changed our table since the last apply.
+    tampered: bool,
 }
 
 fn refusal(devices: Vec<String>, hw: bool, errno: i32) -> NftError {
@@ -28,10 +36,20 @@ fn refusal(devices: Vec<String>, hw: bool, errno: i32) -> NftError {
 }
 
 impl Kernel for Fake {
-    fn apply(&mut self, d: &Desired) -> Result<bool, NftError> {
+    fn apply(&mut self, d: &Desired) -> Result<Change, NftError> {
         self.trial(d)?;
         self.applied.push(d.clone());
-        Ok(true)
+        self.tampered = false;
+        Ok(Change {
+            changed: true,
+            vanished: std::mem::take(&mut self.vanish),
+        })
+    }
+    fn holds(&mut self, d: &Desired) -> Result<bool, NftError> {
+        Ok(!self.tampered && self.applied.last() == Some(d))
+    }
+    fn ifindex(&mut self, device: &str) -> Option<u32> {
+        Some(*self.ifindex.get(device).unwrap_or(&1))
     }
     fn trial(&mut self, d: &Desired) -> Result<(), NftError> {
         self.calls += 1;
@@ -48,6 +66,7 @@ impl Kernel for Fake {
     }
     fn probe(&mut self, device: &str, hw: bool) -> Result<(), NftError> {
         self.calls += 1;
+        self.probed.push(device.into());
         if self.sw_bad.contains(device) {
             Err(refusal(vec![device.into()], hw, libc::EINVAL))
         } else if hw && !self.hw_ok.contains(device) {
@@ -83,7 +102,7 @@ fn setup(hw: &str, devices: &[&str], hw_ok: &[&str]) -> (Fake, Desired, Hardware
 #[test]
 fn auto_splits_hardware_and_software_per_device() {
     let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0"]);
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     let ft = o.desired.flowtable.as_ref().unwrap();
     assert!(ft.hw_offload);
     assert_eq!(ft.devices, set(&["eth0"]));
@@ -108,7 +127,7 @@ fn auto_splits_hardware_and_software_per_device() {
 #[test]
 fn auto_with_no_device_accepting_is_one_software_flowtable() {
     let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &[]);
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     let ft = o.desired.flowtable.as_ref().unwrap();
     assert!(!ft.hw_offload);
     assert_eq!(ft.devices, set(&["eth0", "veth0"]));
@@ -122,7 +141,7 @@ fn auto_with_no_device_accepting_is_one_software_flowtable() {
 fn a_shaped_device_stays_on_software_without_a_trial() {
     let (mut k, mut d, hw) = setup("auto", &["eth0", "wan"], &["eth0", "wan"]);
     d.shaped.insert("wan".into(), "cake qdisc on wan".into());
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     assert_eq!(
         o.desired.flowtable.as_ref().unwrap().devices,
         set(&["eth0"])
@@ -146,7 +165,7 @@ fn a_shaped_device_stays_on_software_without_a_trial() {
 #[test]
 fn auto_keeps_hardware_when_all_accept() {
     let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0", "veth0"]);
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     assert_eq!(o.hardware, HardwareOutcome::Active);
     assert!(o.desired.flowtable.unwrap().hw_offload);
     assert!(o.desired.fallback.is_none());
@@ -155,7 +174,7 @@ fn auto_keeps_hardware_when_all_accept() {
 #[test]
 fn require_fails_with_device_and_applies_nothing() {
     let (mut k, d, hw) = setup("require", &["eth0", "veth0"], &["eth0"]);
-    let e = apply_with_hardware(&mut k, &d, hw).unwrap_err();
+    let e = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap_err();
     match &e {
         NftError::HardwareRefused { devices, .. } => assert_eq!(devices, &["veth0"]),
         other => panic!("{other:?}"),
@@ -171,7 +190,7 @@ fn require_fails_with_device_and_applies_nothing() {
 #[test]
 fn off_never_tries() {
     let (mut k, d, hw) = setup("off", &["eth0", "veth0"], &[]);
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     assert_eq!(o.hardware, HardwareOutcome::Off);
     assert!(!o.desired.flowtable.unwrap().hw_offload);
     // Only the apply's own validation ran: no hardware trial, no probes.
@@ -182,7 +201,7 @@ fn off_never_tries() {
 fn a_device_the_kernel_refuses_is_left_out_and_named() {
     let (mut k, d, hw) = setup("off", &["eth0", "ppp0", "veth0"], &[]);
     k.sw_bad = set(&["ppp0"]);
-    let o = apply_with_hardware(&mut k, &d, hw).unwrap();
+    let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     assert_eq!(
         o.desired.flowtable.unwrap().devices,
         set(&["eth0", "veth0"])
@@ -190,4 +209,74 @@ fn a_device_the_kernel_refuses_is_left_out_and_named() {
     assert_eq!(o.left_out.len(), 1);
     assert_eq!(o.left_out[0].0, "ppp0");
     assert!(o.left_out[0].1.contains("EINVAL"), "{}", o.left_out[0].1);
+}
+
+#[test]
+fn the_same_plan_again_sends_nothing_and_probes_nothing() {
+    let (mut k, d, hw) = setup("auto", &["veth0", "eth1"], &["eth1"]);
+    let mut mem = Memory::default();
+    let first = apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert!(first.changed);
+    let (calls, applies) = (k.calls, k.applied.len());
+    let again = apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert!(!again.changed);
+    assert_eq!(
+        (k.calls, k.applied.len()),
+        (calls, applies),
+        "no trial, probe or apply"
+    );
+    assert_eq!(again.hardware, first.hardware);
+    // Someone changed our table: the same plan is applied again.
+    k.tampered = true;
+    assert!(
+        apply_with_hardware(&mut k, &d, hw, &mut mem)
+            .unwrap()
+            .changed
+    );
+}
+
+#[test]
+fn hardware_verdicts_are_kept_per_device_and_ifindex() {
+    let (mut k, d, hw) = setup("auto", &["veth0", "eth1"], &["eth1"]);
+    let mut mem = Memory::default();
+    apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert_eq!(k.probed, ["eth1", "veth0"], "each probed once");
+    // A new device appears: only it is probed.
+    let (_, d2, _) = setup("auto", &["veth0", "eth1", "veth1"], &[]);
+    k.probed.clear();
+    let o = apply_with_hardware(&mut k, &d2, hw, &mut mem).unwrap();
+    assert_eq!(k.probed, ["veth1"]);
+    let HardwareOutcome::Fallback { accepted, .. } = &o.hardware else {
+        panic!("{:?}", o.hardware)
+    };
+    assert_eq!(accepted, &["eth1"], "eth1's verdict came from memory");
+    // veth0 deleted and created again: a new ifindex, a new device, probed again.
+    k.ifindex.insert("veth0".into(), 9);
+    k.probed.clear();
+    apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert_eq!(k.probed, ["veth0"]);
+    // A reload forgets everything.
+    mem.forget();
+    k.probed.clear();
+    apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert_eq!(k.probed, ["eth1", "veth0"]);
+}
+
+#[test]
+fn a_device_gone_after_the_commit_is_reported_not_failed() {
+    let (mut k, d, hw) = setup("off", &["eth0", "eth1"], &[]);
+    let mut mem = Memory::default();
+    k.vanish = vec!["eth1".into()];
+    let o = apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert!(o.changed);
+    assert_eq!(o.vanished, ["eth1"]);
+    let devices: Vec<&str> = o.desired.devices().collect();
+    assert_eq!(devices, ["eth0"], "what the kernel accepted");
+    // Not remembered as applied: the next plan (without eth1) is applied for real.
+    let (_, d1, _) = setup("off", &["eth0"], &[]);
+    assert!(
+        apply_with_hardware(&mut k, &d1, hw, &mut mem)
+            .unwrap()
+            .changed
+    );
 }

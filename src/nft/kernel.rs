@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use nftnl_sys::libc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{self, BuiltBatch, Object, TableFlags};
+use super::batch::{self, BuiltBatch, Delivery, Object, TableFlags};
 use super::error::{explain, NftError};
-use super::hardware::{apply_with_hardware, HardwareOutcome, Kernel};
+use super::hardware::{apply_with_hardware, Change, HardwareOutcome, Kernel, Memory};
 use super::readback::Actual;
 use super::socket::NftSocket;
 use crate::config::Hardware;
@@ -23,22 +23,16 @@ pub struct Applied {
     pub hardware: HardwareOutcome,
     /// False when the kernel already held exactly this and nothing was sent.
     pub changed: bool,
+    /// The flowtables were replaced (a flush was asked for and done).
+    pub flushed: bool,
+    /// Devices deleted between the plan and the read-back: the caller plans again.
+    pub vanished: Vec<String>,
     /// Wall time of the whole apply, trials and read-back included.
     pub took: Duration,
     /// Devices the kernel refused outright, with its reason (left out).
     pub left_out: Vec<(String, String)>,
     /// Whether the table carries the owner flag.
     pub owner: bool,
-}
-
-/// How a batch goes to the kernel.
-#[derive(Debug, Clone, Copy)]
-enum Delivery {
-    /// Validated and aborted: no NFNL_MSG_BATCH_END, nothing committed.
-    Trial,
-    /// Committed only if the ruleset generation is still this one (the reading the
-    /// batch was decided on); otherwise refused whole with ERESTART.
-    At(u32),
 }
 
 /// How often one change is decided again after another program committed between our
@@ -64,6 +58,8 @@ pub struct Nft {
     applied: Option<(Desired, Vec<String>)>,
     /// Batches decided again because the ruleset changed under them (since start).
     races: u64,
+    /// The next apply must replace the flowtables even if nothing else changed.
+    flush: bool,
 }
 
 impl Nft {
@@ -77,6 +73,7 @@ impl Nft {
             owner: true,
             applied: None,
             races: 0,
+            flush: false,
         })
     }
 
@@ -101,20 +98,66 @@ impl Nft {
     }
 
     /// Sends a batch (or its trial) and returns the first refusal in batch order.
-    fn send(&mut self, b: &BuiltBatch, how: Delivery) -> Result<Option<(Object, i32)>, NftError> {
-        let bytes = match how {
-            Delivery::Trial => b.trial_bytes(),
-            Delivery::At(generation) => b.bytes_at(generation),
-        };
-        let mut answers = self.sock.send_batch(&bytes).map_err(|error| NftError::Io {
+    /// When the kernel's answers were lost (receive buffer overrun), the socket has been
+    /// drained and the outcome is settled by reading the kernel back: a batch that reads
+    /// back as `expect` committed; otherwise the first refusal read counts.
+    fn send(
+        &mut self,
+        b: &BuiltBatch,
+        how: Delivery,
+        expect: Option<(&Desired, &[String])>,
+    ) -> Result<Option<(Object, i32)>, NftError> {
+        let answer = self.sock.send(b, how).map_err(|error| NftError::Io {
             context: "sending an nf_tables batch",
             error,
         })?;
-        answers.retain(|&(_, errno)| errno != 0);
-        answers.sort();
-        Ok(answers
-            .first()
-            .map(|&(seq, errno)| (b.labels.get(&seq).cloned().unwrap_or(Object::Batch), errno)))
+        let first = answer.errors.into_iter().next();
+        if !answer.lost {
+            return Ok(first);
+        }
+        tracing::info!(
+            messages = b.len(),
+            "the kernel's answers to a batch overflowed the receive buffer; reading the ruleset back to learn the outcome"
+        );
+        if let (Delivery::At(_), Some((d, rules))) = (how, expect) {
+            if self.read()?.verify(d, rules, self.owner).is_ok() {
+                return Ok(None);
+            }
+        }
+        first.map(Some).ok_or_else(|| NftError::Io {
+            context: "sending an nf_tables batch",
+            error: std::io::Error::other(
+                "the kernel's answers were lost and the ruleset does not read back as sent",
+            ),
+        })
+    }
+
+    /// Reads back after a committed batch. A device deleted since the plan (the kernel
+    /// drops its hook with it) is no error: what the kernel accepted is recorded, and the
+    /// devices are returned for the caller to plan again.
+    fn confirm(&mut self, desired: &Desired, rules: Vec<String>) -> Result<Change, NftError> {
+        let actual = self.read()?;
+        let mut held = desired.clone();
+        let mut vanished = Vec::new();
+        if let Err(first) = actual.verify(desired, &rules, self.owner) {
+            vanished = desired
+                .devices()
+                .filter(|d| crate::link::ifindex(d).is_none())
+                .map(str::to_string)
+                .collect();
+            for d in &vanished {
+                held.remove_device(d);
+            }
+            if vanished.is_empty() || actual.verify(&held, &rules, self.owner).is_err() {
+                return Err(NftError::ReadBack(first));
+            }
+            tracing::info!(devices = ?vanished, "a flowtable device was deleted right after the commit; planning again");
+        }
+        self.applied = Some((held, rules));
+        Ok(Change {
+            changed: true,
+            vanished,
+        })
     }
 
     /// Turns a refusal into an error; settles the ENOENT ambiguity on NEWFLOWTABLE.
@@ -123,7 +166,7 @@ impl Nft {
             // Without nf_flow_table the type lookup fails with ENOENT; a vanished device
             // does too. A flowtable with no devices separates the two.
             let probe = batch::probe(&[], false);
-            return match self.send(&probe, Delivery::Trial) {
+            return match self.send(&probe, Delivery::Trial, None) {
                 Ok(Some((Object::Flowtable { .. }, libc::ENOENT))) => NftError::NoFlowtableSupport,
                 Ok(_) => NftError::DeviceGone {
                     devices: devices.clone(),
@@ -152,30 +195,11 @@ impl Nft {
         Ok(())
     }
 
-    /// Recreates our table in one batch from what was last applied. The kernel frees the
-    /// old flowtable, so every flow in it returns to the normal path and its next packet
-    /// goes through the current firewall rules (and is offloaded again if they accept
-    /// it). Returns false when there is nothing applied to flush.
-    pub fn flush(&mut self) -> Result<bool, NftError> {
-        let Some((desired, rules)) = self.applied.clone() else {
-            return Ok(false);
-        };
-        let b = batch::create(&desired, TableFlags { owner: self.owner }, true);
-        for attempt in 0.. {
-            let actual = self.read()?;
-            if actual.table.is_none() {
-                return Ok(false);
-            }
-            match self.send(&b, Delivery::At(actual.generation))? {
-                None => break,
-                r if transient(r.as_ref()) => self.race(attempt, r.unwrap())?,
-                Some((o, e)) => return Err(self.classify(o, e)),
-            }
-        }
-        self.read()?
-            .verify(&desired, &rules, self.owner)
-            .map_err(NftError::ReadBack)?;
-        Ok(true)
+    /// Asks the next apply to replace the flowtables (see `batch::flush`): every flow in
+    /// them returns to the normal path and its next packet goes through the current
+    /// firewall rules (and is offloaded again if they accept it).
+    pub fn request_flush(&mut self) {
+        self.flush = true;
     }
 
     /// Removes our table if it is there. Returns whether it was.
@@ -186,7 +210,7 @@ impl Nft {
             if actual.table.is_none() {
                 return Ok(false);
             }
-            match self.send(&batch::delete(), Delivery::At(actual.generation))? {
+            match self.send(&batch::delete(), Delivery::At(actual.generation), None)? {
                 None | Some((_, libc::ENOENT)) => return Ok(true),
                 r if transient(r.as_ref()) => self.race(attempt, r.unwrap())?,
                 Some((o, e)) => return Err(self.classify(o, e)),
@@ -197,7 +221,7 @@ impl Nft {
 }
 
 impl Kernel for Nft {
-    fn apply(&mut self, desired: &Desired) -> Result<bool, NftError> {
+    fn apply(&mut self, desired: &Desired) -> Result<Change, NftError> {
         let mut attempt = 0;
         loop {
             let actual = self.read()?;
@@ -209,57 +233,70 @@ impl Kernel for Nft {
             );
             let rules = b.rule_texts();
             let previous = self.applied.as_ref().map(|(d, _)| d);
-            if previous == Some(desired) && actual.verify(desired, &rules, self.owner).is_ok() {
-                return Ok(false);
+            let flush = std::mem::take(&mut self.flush);
+            if !flush
+                && previous == Some(desired)
+                && actual.verify(desired, &rules, self.owner).is_ok()
+            {
+                return Ok(Change::default());
             }
             // Only hooks differ (a device came or went): change just those, so flows on
             // the other devices keep their fast path. fw4 recreates the flowtable here.
-            if previous.is_some_and(|p| p.differs_only_in_devices(desired))
+            let batch = if !flush
+                && previous.is_some_and(|p| p.differs_only_in_devices(desired))
                 && actual.verify_shape(desired, &rules, self.owner).is_ok()
             {
                 let changes = actual.device_changes(desired);
-                if !changes.is_empty() {
-                    match self.send(&batch::update_devices(&changes), at)? {
-                        None => {}
-                        r if transient(r.as_ref()) => {
-                            self.race(attempt, r.unwrap())?;
-                            attempt += 1;
-                            continue;
-                        }
-                        Some((o, e)) => return Err(self.classify(o, e)),
-                    }
+                if changes.is_empty() {
+                    return self.confirm(desired, rules);
                 }
-                self.read()?
-                    .verify(desired, &rules, self.owner)
-                    .map_err(NftError::ReadBack)?;
-                self.applied = Some((desired.clone(), rules));
-                return Ok(!changes.is_empty());
-            }
-            match self.send(&b, at)? {
-                None => {
-                    self.read()?
-                        .verify(desired, &rules, self.owner)
-                        .map_err(NftError::ReadBack)?;
-                    self.applied = Some((desired.clone(), rules));
-                    return Ok(true);
-                }
+                batch::update_devices(&changes)
+            } else if flush && actual.table.is_some() && actual.chains.len() == 1 {
+                let existing: Vec<&str> =
+                    actual.flowtables.iter().map(|f| f.name.as_str()).collect();
+                batch::flush(desired, &existing)
+            } else {
+                b
+            };
+            match self.send(&batch, at, Some((desired, &rules)))? {
+                None => return self.confirm(desired, rules),
                 r if transient(r.as_ref()) => {
+                    self.flush |= flush;
                     self.race(attempt, r.unwrap())?;
                     attempt += 1;
                 }
                 Some((Object::Table, libc::EOPNOTSUPP)) if self.owner => {
                     tracing::warn!("kernel refused the table owner flag (Linux < 5.12): if offloadd is killed, remove the table with `nft delete table inet offloadd`");
                     self.owner = false;
+                    self.flush |= flush;
                 }
-                Some((o, e)) => return Err(self.classify(o, e)),
+                Some((o, e)) => {
+                    self.flush |= flush;
+                    return Err(self.classify(o, e));
+                }
             }
         }
+    }
+
+    fn holds(&mut self, d: &Desired) -> Result<bool, NftError> {
+        let Some((applied, rules)) = &self.applied else {
+            return Ok(false);
+        };
+        if applied != d || self.flush {
+            return Ok(false);
+        }
+        let rules = rules.clone();
+        Ok(self.read()?.verify(d, &rules, self.owner).is_ok())
+    }
+
+    fn ifindex(&mut self, device: &str) -> Option<u32> {
+        crate::link::ifindex(device)
     }
 
     fn trial(&mut self, desired: &Desired) -> Result<(), NftError> {
         let replace = self.table_exists()?;
         let b = batch::create(desired, TableFlags { owner: self.owner }, replace);
-        match self.send(&b, Delivery::Trial)? {
+        match self.send(&b, Delivery::Trial, None)? {
             None => Ok(()),
             Some((o, e)) => Err(self.classify(o, e)),
         }
@@ -267,7 +304,7 @@ impl Kernel for Nft {
 
     fn probe(&mut self, device: &str, hw: bool) -> Result<(), NftError> {
         let b = batch::probe(&[device], hw);
-        match self.send(&b, Delivery::Trial)? {
+        match self.send(&b, Delivery::Trial, None)? {
             None => Ok(()),
             Some((o, e)) => Err(self.classify(o, e)),
         }
@@ -278,16 +315,50 @@ impl Kernel for Nft {
     }
 }
 
+/// How to apply a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyRequest {
+    pub hardware: Hardware,
+    /// Forget hardware verdicts and probe again (start and reload).
+    pub reprobe: bool,
+    /// Replace the flowtables even if the plan is unchanged (a firewall change).
+    pub flush: bool,
+}
+
+/// One apply on the nft thread, timed.
+fn apply_request(
+    nft: &mut Nft,
+    memory: &mut Memory,
+    desired: &Desired,
+    request: ApplyRequest,
+) -> Result<Applied, NftError> {
+    let start = Instant::now();
+    if request.reprobe {
+        memory.forget();
+    }
+    if request.flush {
+        nft.request_flush();
+    }
+    let o = apply_with_hardware(nft, desired, request.hardware, memory)?;
+    Ok(Applied {
+        desired: o.desired,
+        hardware: o.hardware,
+        changed: o.changed,
+        flushed: request.flush && o.changed,
+        vanished: o.vanished,
+        took: start.elapsed(),
+        owner: nft.owner(),
+        left_out: o.left_out,
+    })
+}
+
 enum Command {
     Apply {
         desired: Desired,
-        hardware: Hardware,
+        request: ApplyRequest,
         reply: oneshot::Sender<Result<Applied, NftError>>,
     },
     Remove {
-        reply: oneshot::Sender<Result<bool, NftError>>,
-    },
-    Flush {
         reply: oneshot::Sender<Result<bool, NftError>>,
     },
     Read {
@@ -320,31 +391,20 @@ impl NftHandle {
                         return;
                     }
                 };
+                let mut memory = Memory::default();
                 while let Some(cmd) = rx.blocking_recv() {
                     match cmd {
                         Command::Apply {
                             desired,
-                            hardware,
+                            request,
                             reply,
                         } => {
-                            let start = Instant::now();
-                            let r = apply_with_hardware(&mut nft, &desired, hardware).map(|o| {
-                                Applied {
-                                    desired: o.desired,
-                                    hardware: o.hardware,
-                                    changed: o.changed,
-                                    took: start.elapsed(),
-                                    owner: nft.owner(),
-                                    left_out: o.left_out,
-                                }
-                            });
-                            let _ = reply.send(r);
+                            let _ =
+                                reply.send(apply_request(&mut nft, &mut memory, &desired, request));
                         }
                         Command::Remove { reply } => {
+                            memory.forget();
                             let _ = reply.send(nft.remove());
-                        }
-                        Command::Flush { reply } => {
-                            let _ = reply.send(nft.flush());
                         }
                         Command::Read { reply } => {
                             let _ = reply.send(nft.read());
@@ -378,10 +438,14 @@ impl NftHandle {
         rx.await.map_err(|_| gone())?
     }
 
-    pub async fn apply(&self, desired: Desired, hardware: Hardware) -> Result<Applied, NftError> {
+    pub async fn apply(
+        &self,
+        desired: Desired,
+        request: ApplyRequest,
+    ) -> Result<Applied, NftError> {
         self.call(|reply| Command::Apply {
             desired,
-            hardware,
+            request,
             reply,
         })
         .await
@@ -389,10 +453,6 @@ impl NftHandle {
 
     pub async fn remove(&self) -> Result<bool, NftError> {
         self.call(|reply| Command::Remove { reply }).await
-    }
-
-    pub async fn flush(&self) -> Result<bool, NftError> {
-        self.call(|reply| Command::Flush { reply }).await
     }
 
     pub async fn read(&self) -> Result<Actual, NftError> {

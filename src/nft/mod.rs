@@ -16,8 +16,8 @@ pub mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
-pub use hardware::{apply_with_hardware, HardwareOutcome, Kernel, Outcome};
-pub use kernel::{Applied, Nft, NftHandle};
+pub use hardware::{apply_with_hardware, Change, HardwareOutcome, Kernel, Memory, Outcome};
+pub use kernel::{Applied, ApplyRequest, Nft, NftHandle};
 pub use readback::Actual;
 
 /// nft's name for a netfilter family number (`inet`, `ip`, ...).

@@ -3,6 +3,11 @@
 //! transaction. Offloaded packets skip every rule, so when another table changes (fw4
 //! reload, `nft -f`), flows offloaded under the old rules must go back through the new
 //! ones: the daemon flushes our flowtable. Changes to our own table are ignored.
+//!
+//! Each committed change is classified: a transaction that only adds or removes set
+//! elements (NEWSETELEM/DELSETELEM: dnsmasq nftset, banIP, crowdsec, fail2ban and
+//! firewalld ipsets do it many times a second) is not a change of rules, and flushing on
+//! each would keep nothing offloaded.
 
 use std::io;
 
@@ -17,19 +22,29 @@ use crate::plan::TABLE;
 const NFNLGRP_NFTABLES: u32 = 7;
 /// A transaction was committed.
 const NFT_MSG_NEWGEN: u8 = super::sys::NFT_MSG_NEWGEN as u8;
+/// Set element messages (enum nf_tables_msg_types).
+const NFT_MSG_NEWSETELEM: u8 = 12;
+const NFT_MSG_DELSETELEM: u8 = 14;
 
 /// One committed change to tables other than ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulesetChange {
     /// "family table" of each changed object, e.g. "inet fw4" (deduplicated).
     pub tables: Vec<String>,
+    /// Only set elements were added or removed.
+    pub elements_only: bool,
 }
 
 /// What one notification message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// An object in table `table` of `family` changed (name unknown: `None`).
-    Object { family: u8, table: Option<String> },
+    /// An object in table `table` of `family` changed (name unknown: `None`); `element`
+    /// when it was a set element.
+    Object {
+        family: u8,
+        table: Option<String>,
+        element: bool,
+    },
     /// End of a committed transaction.
     Generation,
 }
@@ -46,7 +61,8 @@ pub fn notices(buf: &[u8]) -> Vec<Notice> {
         let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
         let msg = &rest[16..len];
         if kind >> 8 == libc::NFNL_SUBSYS_NFTABLES as u16 && msg.len() >= 4 {
-            if (kind & 0xff) as u8 == NFT_MSG_NEWGEN {
+            let msg_type = (kind & 0xff) as u8;
+            if msg_type == NFT_MSG_NEWGEN {
                 out.push(Notice::Generation);
             } else {
                 // Every nf_tables object message carries its table's name as attribute 1
@@ -54,6 +70,7 @@ pub fn notices(buf: &[u8]) -> Vec<Notice> {
                 out.push(Notice::Object {
                     family: msg[0],
                     table: attr_string(&msg[4..], 1),
+                    element: matches!(msg_type, NFT_MSG_NEWSETELEM | NFT_MSG_DELSETELEM),
                 });
             }
         }
@@ -72,14 +89,21 @@ fn attr_string(attrs: &[u8], want: u16) -> Option<String> {
 #[derive(Default)]
 pub struct Collector {
     pending: Vec<String>,
+    /// Something other than a set element changed in the pending transaction.
+    rules: bool,
 }
 
 impl Collector {
     pub fn push(&mut self, n: Notice) -> Option<RulesetChange> {
         match n {
-            Notice::Object { family, table } => {
+            Notice::Object {
+                family,
+                table,
+                element,
+            } => {
                 let ours = family == libc::NFPROTO_INET as u8 && table.as_deref() == Some(TABLE);
                 if !ours {
+                    self.rules |= !element;
                     let name = format!(
                         "{} {}",
                         super::family_name(family as u32),
@@ -94,6 +118,7 @@ impl Collector {
             Notice::Generation if self.pending.is_empty() => None,
             Notice::Generation => Some(RulesetChange {
                 tables: std::mem::take(&mut self.pending),
+                elements_only: !std::mem::take(&mut self.rules),
             }),
         }
     }
@@ -115,6 +140,7 @@ pub fn spawn_monitor() -> io::Result<mpsc::Receiver<RulesetChange>> {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     let change = RulesetChange {
                         tables: vec!["(notifications lost)".into()],
+                        elements_only: false,
                     };
                     if tx.send(change).await.is_err() {
                         return;
@@ -177,7 +203,8 @@ mod tests {
         assert_eq!(
             got,
             [RulesetChange {
-                tables: vec!["inet fw4".into()]
+                tables: vec!["inet fw4".into()],
+                elements_only: false,
             }]
         );
 
@@ -196,6 +223,40 @@ mod tests {
             notices(&ip).into_iter().filter_map(|n| c.push(n)).count(),
             1
         );
+    }
+
+    #[test]
+    fn element_only_commits_are_told_apart_from_rule_changes() {
+        let inet = libc::NFPROTO_INET as u8;
+        let mut c = Collector::default();
+        let run = |c: &mut Collector, kinds: &[u8]| -> Vec<RulesetChange> {
+            let mut buf = Vec::new();
+            for k in kinds {
+                buf.extend(msg(*k, inet, "fw4"));
+            }
+            buf.extend(msg(NFT_MSG_NEWGEN, 0, ""));
+            notices(&buf)
+                .into_iter()
+                .filter_map(|n| c.push(n))
+                .collect()
+        };
+        // `nft add element`, a set flush plus refill (banIP), a deletion.
+        for kinds in [&[12][..], &[14, 12, 12], &[14]] {
+            let got = run(&mut c, kinds);
+            assert_eq!(got.len(), 1);
+            assert!(got[0].elements_only, "{kinds:?}: {got:?}");
+        }
+        // A rule (with its anonymous set's elements), a new set, a chain: rule changes.
+        for kinds in [&[9, 12, 6][..], &[9], &[3], &[12, 6]] {
+            let got = run(&mut c, kinds);
+            assert!(!got[0].elements_only, "{kinds:?}");
+        }
+        // The element flag does not leak into the next transaction.
+        assert!(run(&mut c, &[12])[0].elements_only);
+        // Elements of our own table alone are no change at all.
+        let mut own = msg(12, inet, TABLE);
+        own.extend(msg(NFT_MSG_NEWGEN, 0, ""));
+        assert!(notices(&own).into_iter().all(|n| c.push(n).is_none()));
     }
 
     #[test]

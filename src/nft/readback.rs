@@ -23,8 +23,9 @@ pub struct Actual {
     pub rules: Vec<RuleInfo>,
     /// Flowtables in every other table, any family (fw4's `inet fw4 ft`, hand-made ones).
     pub foreign_flowtables: Vec<FlowtableInfo>,
-    /// The ruleset generation read before the dumps: a batch decided on this reading
-    /// carries it, and the kernel refuses it (ERESTART) if anyone committed since.
+    /// The ruleset generation of this reading (the same before and after its dumps): a
+    /// batch decided on it carries it, and the kernel refuses it (ERESTART) if anyone
+    /// committed since.
     pub generation: u32,
 }
 
@@ -32,22 +33,51 @@ fn ours(family: u32, table: &str) -> bool {
     family == libc::NFPROTO_INET as u32 && table == TABLE
 }
 
+/// How often a read-back is started again because the ruleset changed while it ran.
+const READ_RETRIES: usize = 20;
+
 impl Actual {
+    /// Reads our table's objects and every flowtable as one consistent picture: the
+    /// generation is read before and after the dumps and the read is repeated when it
+    /// moved, or when the kernel marked a dump interrupted (NLM_F_DUMP_INTR). Otherwise a
+    /// commit of another program between two dumps could give a picture the kernel
+    /// never held.
     pub fn read(sock: &mut NftSocket) -> io::Result<Actual> {
+        let mut last = None;
+        for _ in 0..READ_RETRIES {
+            match Self::read_once(sock) {
+                Ok(a) if sock.generation()? == a.generation => return Ok(a),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::other(format!(
+                "the ruleset changed under each of {READ_RETRIES} read-backs (another program commits without pause)"
+            ))
+        }))
+    }
+
+    fn read_once(sock: &mut NftSocket) -> io::Result<Actual> {
         let generation = sock.generation()?;
-        let unspec = libc::AF_UNSPEC as u16;
+        let unspec = libc::AF_UNSPEC as u8;
+        let inet = libc::NFPROTO_INET as u8;
         // SAFETY (all four): the socket hands each closure one complete, aligned message.
-        let tables = sock.dump(libc::NFT_MSG_GETTABLE, unspec, |m| unsafe {
+        let tables = sock.dump(libc::NFT_MSG_GETTABLE, unspec, &[], |m| unsafe {
             sys::parse_table(m)
         })?;
-        let flowtables = sock.dump(sys::NFT_MSG_GETFLOWTABLE, unspec, |m| unsafe {
+        let flowtables = sock.dump(sys::NFT_MSG_GETFLOWTABLE, unspec, &[], |m| unsafe {
             sys::parse_flowtable(m)
         })?;
-        let inet = libc::NFPROTO_INET as u16;
-        let chains = sock.dump(libc::NFT_MSG_GETCHAIN, inet, |m| unsafe {
+        let chains = sock.dump(libc::NFT_MSG_GETCHAIN, inet, &[], |m| unsafe {
             sys::parse_chain(m)
         })?;
-        let rules = sock.dump(libc::NFT_MSG_GETRULE, inet, |m| unsafe {
+        // Only our table's rules (NFTA_RULE_TABLE in a dump request filters in the
+        // kernel, nf_tables_dump_rules_start): fw4's hundreds are not parsed every 2 s.
+        let table = format!("{TABLE}\0");
+        let filter = [(sys::NFTA_RULE_TABLE, table.as_bytes())];
+        let rules = sock.dump(libc::NFT_MSG_GETRULE, inet, &filter, |m| unsafe {
             sys::parse_rule(m)
         })?;
         let (mine, foreign): (Vec<_>, Vec<_>) = flowtables

@@ -246,6 +246,20 @@ pub fn status_text(st: &Status) -> String {
             duration_ms(f.took_ms)
         );
     }
+    if st.commits_not_flushed > 0 {
+        let why = match st.flush_on.as_str() {
+            "off" => "flush_on_firewall_change = \"off\"",
+            _ => "set elements only",
+        };
+        let _ = writeln!(
+            o,
+            "            {} commits of other tables not flushed for ({why})",
+            st.commits_not_flushed
+        );
+    }
+    if let Some(p) = &st.flush_pending {
+        let _ = writeln!(o, "flush due:  {p}");
+    }
     for (i, w) in st.warnings.iter().enumerate() {
         let label = if i == 0 { "warnings:" } else { "" };
         let _ = writeln!(o, "{label:<11} {w}");

@@ -137,6 +137,11 @@ fn status() -> Status {
             tables: vec!["inet fw4".into()],
             took_ms: 12.0,
         }),
+        flush_pending: Some(
+            "after changes to inet fw4: the last try failed (device gone); retrying".into(),
+        ),
+        flush_on: "rules".into(),
+        commits_not_flushed: 1400,
         last_apply: Some(LastApply {
             at_unix_ms: 1_000_100,
             took_ms: 602.0,
@@ -185,6 +190,8 @@ to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)
 conntrack:  1234 events, 61 resyncs (3 full) every 2.0 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
 last apply: 3m11s ago, took 602 ms, ruleset changed
 flushes:    2 after firewall changes; last 2.0 s ago (inet fw4), took 12 ms
+            1400 commits of other tables not flushed for (set elements only)
+flush due:  after changes to inet fw4: the last try failed (device gone); retrying
 warnings:   wlan0: configured device does not exist
 ";
     assert_eq!(text, expected);

@@ -31,6 +31,8 @@ pub const NFT_FLOWTABLE_COUNTER: u32 = 0x2;
 /// every commit; NFTA_GEN_ID carries it (u32, network order).
 pub const NFT_MSG_NEWGEN: i32 = 15;
 pub const NFTA_GEN_ID: u16 = 1;
+/// NFTA_RULE_TABLE: in a GETRULE dump request, only that table's rules are dumped.
+pub const NFTA_RULE_TABLE: u16 = 1;
 pub const NFT_MSG_NEWFLOWTABLE: i32 = 22;
 pub const NFT_MSG_GETFLOWTABLE: i32 = 23;
 pub const NFT_MSG_DELFLOWTABLE: i32 = 24;
@@ -279,23 +281,6 @@ impl Expression for RangeEq {
             );
             e
         }
-    }
-}
-
-/// Writes the header of a GET request (a dump when `dump`).
-pub fn get_request(buf: &mut [u8], msg_type: i32, family: u16, dump: bool, seq: u32) -> usize {
-    assert!(buf.len() >= 64);
-    let flags = if dump { libc::NLM_F_DUMP } else { 0 } | libc::NLM_F_ACK;
-    // SAFETY: buf is large enough for a bare nfgenmsg header (16 + 4 bytes).
-    unsafe {
-        let nlh = sys::nftnl_nlmsg_build_hdr(
-            buf.as_mut_ptr().cast(),
-            msg_type as u16,
-            family,
-            flags as u16,
-            seq,
-        );
-        (*nlh).nlmsg_len as usize
     }
 }
 
