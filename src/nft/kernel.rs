@@ -60,6 +60,8 @@ pub struct Nft {
     races: u64,
     /// The next apply must replace the flowtables even if nothing else changed.
     flush: bool,
+    /// Batches whose answers overflowed the receive buffer (since start).
+    lost_answers: u64,
 }
 
 impl Nft {
@@ -74,6 +76,7 @@ impl Nft {
             applied: None,
             races: 0,
             flush: false,
+            lost_answers: 0,
         })
     }
 
@@ -95,6 +98,12 @@ impl Nft {
     /// Batches decided again after a concurrent commit or EBUSY, since start.
     pub fn races(&self) -> u64 {
         self.races
+    }
+
+    /// Batches whose answers overflowed the receive buffer and were settled by reading
+    /// the kernel back, since start.
+    pub fn lost_answers(&self) -> u64 {
+        self.lost_answers
     }
 
     /// Sends a batch (or its trial) and returns the first refusal in batch order.
@@ -119,8 +128,12 @@ impl Nft {
             messages = b.len(),
             "the kernel's answers to a batch overflowed the receive buffer; reading the ruleset back to learn the outcome"
         );
-        if let (Delivery::At(_), Some((d, rules))) = (how, expect) {
-            if self.read()?.verify(d, rules, self.owner).is_ok() {
+        self.lost_answers += 1;
+        if let (Delivery::At(decided_on), Some((d, rules))) = (how, expect) {
+            // Committed means: the generation moved (every commit bumps it; a refused
+            // batch leaves it) and the kernel holds what we sent.
+            let now = self.read()?;
+            if now.generation != decided_on && now.verify(d, rules, self.owner).is_ok() {
                 return Ok(None);
             }
         }

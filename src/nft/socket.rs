@@ -147,23 +147,24 @@ impl NftSocket {
         self.sock.send(bytes)?;
         let mut answer = RawAnswer::default();
         let mut sync = self.send_getgen()?;
-        loop {
-            let errors = &mut answer.errors;
-            let r = self.read_until(sync, |kind, seq, msg| {
-                if kind == NLMSG_ERROR && seqs.contains(&seq) {
-                    let errno = crate::nlmsg::errno(msg);
-                    if errno != 0 {
-                        errors.push((seq, errno));
-                    }
+        let errors = &mut answer.errors;
+        let mut take = |kind: u16, seq: u32, msg: &[u8]| {
+            if kind == NLMSG_ERROR && seqs.contains(&seq) {
+                let errno = crate::nlmsg::errno(msg);
+                if errno != 0 {
+                    errors.push((seq, errno));
                 }
-            });
-            match r {
+            }
+        };
+        loop {
+            match self.read_until(sync, &mut take) {
                 Ok(()) => return Ok(answer),
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    // The kernel dropped answers, perhaps our GETGEN's too: read what is
-                    // queued, then ask again on an empty queue.
+                    // The kernel dropped answers, perhaps our GETGEN's too: read what
+                    // is queued (the first refusals are there), then ask again on an
+                    // empty queue.
                     answer.lost = true;
-                    self.drain();
+                    self.drain(&mut take);
                     sync = self.send_getgen()?;
                 }
                 Err(e) => return Err(e),
@@ -171,8 +172,9 @@ impl NftSocket {
         }
     }
 
-    /// Throws away everything queued on the socket.
-    fn drain(&mut self) {
+    /// Reads everything queued on the socket without waiting, handing each message to
+    /// `f`.
+    fn drain(&mut self, mut f: impl FnMut(u16, u32, &[u8])) {
         let fd = self.sock.as_raw_fd();
         loop {
             // SAFETY: recv into our own buffer of the given length.
@@ -184,7 +186,19 @@ impl NftSocket {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if n <= 0 && io::Error::last_os_error().raw_os_error() != Some(libc::ENOBUFS) {
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
+                    continue;
+                }
+                return;
+            }
+            // SAFETY: viewing the first n received bytes of the u64 buffer.
+            let bytes =
+                unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), n as usize) };
+            for (kind, seq, range) in messages(bytes) {
+                f(kind, seq, &bytes[range]);
+            }
+            if n == 0 {
                 return;
             }
         }
