@@ -166,3 +166,21 @@ fn text_shows_levels_and_next_steps() {
         "{t}"
     );
 }
+
+#[test]
+fn an_ignored_conntrack_status_filter_is_a_warning_with_its_cost() {
+    let mut x = Facts {
+        status_filter: Some(StatusFilter::Ignored {
+            entries: 120_000,
+            took_ms: 210.0,
+        }),
+        ..Facts::default()
+    };
+    let out = text(&findings(&x));
+    assert!(
+        out.contains("WARN conntrack: the kernel ignores the status filter of dumps (Linux < 5.15, e.g. RHEL 9): each resync reads the whole table (120000 entries took 210 ms now)"),
+        "{out}"
+    );
+    x.status_filter = Some(StatusFilter::Works);
+    assert!(text(&findings(&x)).contains("ok   conntrack: the kernel filters dumps by status"));
+}

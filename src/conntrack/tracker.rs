@@ -6,7 +6,7 @@
 //! table's control byte and slack (≈ 200 bytes per flow); at most `MAX_FLOWS` flows. Flows that the
 //! kernel destroys, or that a full resync no longer finds, are dropped.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -82,6 +82,17 @@ pub struct Stats {
     pub overruns: u64,
     pub malformed: u64,
     pub over_limit: u64,
+    /// Whether the kernel filters dumps by status (Linux 5.15+); `None` until known.
+    #[serde(default)]
+    pub status_filter: Option<bool>,
+    /// Time between resyncs now (stretched when every resync is a full dump).
+    #[serde(default)]
+    pub resync_interval_ms: u64,
+    /// How long the last offloaded-only and the last full dump took.
+    #[serde(default)]
+    pub last_filtered_dump_ms: Option<f64>,
+    #[serde(default)]
+    pub last_full_dump_ms: Option<f64>,
 }
 
 /// One flow as `flows` lists it.
@@ -140,6 +151,12 @@ pub struct FlowTracker {
     samples: VecDeque<Duration>,
     generation: u32,
     epoch_unix_ms: u64,
+    /// A resync is running (its dump arrives in pieces while events go on).
+    resyncing: bool,
+    /// Flows an event changed since the running resync began: the event is newer than
+    /// what the dump says of them, so their dumped entries are skipped (a flow destroyed
+    /// meanwhile is not brought back, a flow offloaded meanwhile not set back).
+    touched: HashSet<FlowKey>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -155,6 +172,8 @@ impl FlowTracker {
             samples: VecDeque::with_capacity(TTO_SAMPLES),
             generation: 0,
             epoch_unix_ms,
+            resyncing: false,
+            touched: HashSet::new(),
         }
     }
 
@@ -169,6 +188,9 @@ impl FlowTracker {
     /// Applies one ctnetlink event.
     pub fn event(&mut self, ev: &Event, now: Duration) -> Option<Transition> {
         self.stats.events += 1;
+        if self.resyncing {
+            self.touched.insert(ev.entry.key);
+        }
         match ev.kind {
             EventKind::Destroy => {
                 if let Some(old) = self.flows.remove(&ev.entry.key) {
@@ -200,6 +222,22 @@ impl FlowTracker {
     /// Starts a resync: entries of the dump go to `observe`, then `end_resync`.
     pub fn begin_resync(&mut self) {
         self.generation = self.generation.wrapping_add(1);
+        self.resyncing = true;
+        self.touched.clear();
+    }
+
+    /// Records an entry of the running resync's dump.
+    pub fn dumped(&mut self, e: &Entry, now: Duration) -> Option<Transition> {
+        if self.touched.contains(&e.key) {
+            return None;
+        }
+        self.observe(e, now, false)
+    }
+
+    /// A resync whose dump failed: nothing is settled.
+    pub fn abort_resync(&mut self) {
+        self.resyncing = false;
+        self.touched = HashSet::new();
     }
 
     /// Settles what the dump did not show. After a dump of offloaded entries, a flow we
@@ -208,6 +246,8 @@ impl FlowTracker {
     /// not in it is gone (its DESTROY event was lost).
     pub fn end_resync(&mut self, filter: DumpFilter, now: Duration) -> Vec<Transition> {
         let generation = self.generation;
+        // Events during the dump marked what they touched as seen (`observe`).
+        self.abort_resync();
         let mut out = Vec::new();
         match filter {
             DumpFilter::Offloaded => self.stats.dumps += 1,
@@ -337,6 +377,15 @@ impl FlowTracker {
             Path::Hw => &mut self.stats.hw,
         };
         *n = n.wrapping_add_signed(delta);
+    }
+
+    /// Records what a finished dump cost.
+    pub fn note_dump(&mut self, filter: DumpFilter, took: Duration) {
+        let slot = match filter {
+            DumpFilter::All => &mut self.stats.last_full_dump_ms,
+            DumpFilter::Offloaded => &mut self.stats.last_filtered_dump_ms,
+        };
+        *slot = Some(ms(took));
     }
 
     pub fn note_overrun(&mut self) {

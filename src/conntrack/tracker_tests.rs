@@ -253,3 +253,45 @@ fn table_gives_memory_back_after_a_burst() {
     t.end_resync(DumpFilter::All, ms(4));
     assert!(t.is_empty() && t.capacity() <= 2048, "{}", t.capacity());
 }
+
+#[test]
+fn a_dump_arriving_during_events_does_not_undo_them() {
+    let mut t = FlowTracker::new(0);
+    let now = Duration::from_secs(1);
+    let gone = entry(1, 0);
+    let offloaded = entry(2, 0);
+    t.observe(&gone, now, false);
+    t.observe(&offloaded, now, false);
+    t.begin_resync();
+    // While the dump runs: one flow is destroyed, another is offloaded.
+    t.event(
+        &Event {
+            kind: EventKind::Destroy,
+            entry: gone,
+        },
+        now,
+    );
+    let mut off = offloaded;
+    off.status |= IPS_OFFLOAD;
+    t.event(
+        &Event {
+            kind: EventKind::Update,
+            entry: off,
+        },
+        now,
+    );
+    // The dump, taken before, still shows both as they were.
+    assert!(t.dumped(&gone, now).is_none());
+    assert!(t.dumped(&offloaded, now).is_none());
+    t.end_resync(DumpFilter::All, now);
+    let s = t.stats();
+    assert_eq!((s.slow, s.sw, t.len()), (0, 1, 1), "{s:?}");
+    // The next resync takes dumped entries again.
+    t.begin_resync();
+    assert!(
+        t.dumped(&offloaded, now).is_some(),
+        "back to slow, as dumped"
+    );
+    t.end_resync(DumpFilter::All, now);
+    assert_eq!(t.stats().slow, 1);
+}

@@ -295,13 +295,18 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
             let _ = writeln!(o, "to offload: no flow offloaded since start");
         }
     }
+    let every = if c.resync_interval_ms > 0 {
+        c.resync_interval_ms
+    } else {
+        resync_ms
+    };
     let _ = writeln!(
         o,
         "conntrack:  {} events, {} resyncs ({} full) every {}, {} overruns{}",
         c.events,
         c.dumps,
         c.full_dumps,
-        duration_ms(resync_ms as f64),
+        duration_ms(every as f64),
         c.overruns,
         if c.overruns > 0 {
             " (events lost, resynced; raise [conntrack] event_buffer)"
@@ -309,6 +314,21 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
             ""
         }
     );
+    let cost = |v: Option<f64>| v.map_or("not yet".to_string(), duration_ms);
+    let _ = writeln!(
+        o,
+        "            last offloaded-only dump {}, last full dump {}",
+        cost(c.last_filtered_dump_ms),
+        cost(c.last_full_dump_ms)
+    );
+    if c.status_filter == Some(false) {
+        let _ = writeln!(
+            o,
+            "            the kernel ignores the conntrack status filter (Linux < 5.15): every resync dumps the whole table, so it runs every {} instead of {}",
+            duration_ms(every as f64),
+            duration_ms(resync_ms as f64)
+        );
+    }
 }
 
 #[cfg(test)]

@@ -166,6 +166,9 @@ fn status() -> Status {
             dumps: 61,
             full_dumps: 3,
             overruns: 1,
+            status_filter: Some(false),
+            resync_interval_ms: 9500,
+            last_full_dump_ms: Some(190.0),
             ..Default::default()
         }),
         conntrack_error: None,
@@ -187,7 +190,9 @@ devices:    lan0    in flowtable (software): hardware refused
 flows:      12 slow, 3 software, 0 hardware
 moves:      slow->sw 15, slow->hw 0, sw->hw 0, hw->sw 0, back to slow 12
 to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)
-conntrack:  1234 events, 61 resyncs (3 full) every 2.0 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
+conntrack:  1234 events, 61 resyncs (3 full) every 9.5 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
+            last offloaded-only dump not yet, last full dump 190 ms
+            the kernel ignores the conntrack status filter (Linux < 5.15): every resync dumps the whole table, so it runs every 9.5 s instead of 2.0 s
 last apply: 3m11s ago, took 602 ms, ruleset changed
 flushes:    2 after firewall changes; last 2.0 s ago (inet fw4), took 12 ms
             1400 commits of other tables not flushed for (set elements only)
