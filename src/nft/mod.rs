@@ -8,6 +8,7 @@
 pub mod batch;
 mod built;
 mod error;
+mod handle;
 mod hardware;
 mod kernel;
 pub mod monitor;
@@ -16,8 +17,9 @@ pub mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
+pub use handle::{Applied, ApplyRequest, NftHandle};
 pub use hardware::{apply_with_hardware, Change, HardwareOutcome, Kernel, Memory, Outcome};
-pub use kernel::{Applied, ApplyRequest, Nft, NftHandle};
+pub use kernel::Nft;
 pub use readback::Actual;
 
 /// nft's name for a netfilter family number (`inet`, `ip`, ...).
