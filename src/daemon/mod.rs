@@ -96,6 +96,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    info!(version = env!("CARGO_PKG_VERSION"), config = %opts.config, "starting");
     let mut cfg = opts.config.load()?;
     let exclude_file = opts.config.exclude_file();
     let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.to_string())));

@@ -69,8 +69,9 @@ check auto_observes_fw4 "$(tail -3 "$OUT/offloadd-fw4auto.log")" poll 10 role_is
 check observe_creates_nothing "table inet offloadd exists" bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
 "$OFFLOADD" status >"$OUT/status-fw4-observe.txt" 2>&1
 check status_says_why_observing "$(head -3 "$OUT/status-fw4-observe.txt")" grep -q 'flowtable ft in table fw4 already covers lan0' "$OUT/status-fw4-observe.txt"
-run_tcp 6 "$T/iperf-fw4.json"
-check fw4_flow_offloaded "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+run_tcp 10 "$T/iperf-fw4.json"
+poll 10 offloaded tcp 5201
+judge fw4_flow_offloaded "$(flows tcp 5201)" has_offload
 check observe_reports_fw4_flows "$("$OFFLOADD" flows 2>&1 | head -3)" poll 5 on_path sw "198.18.2.2:5201"
 wait "$TCP_PID"
 
@@ -81,20 +82,25 @@ poll 10 table_exists; TAKE_MS=$(($(now_ms) - t0))
 echo "fw4 table deleted: offloadd managing after ${TAKE_MS} ms" >>"$OUT/report-links.txt"
 check takes_over_without_restart "${TAKE_MS} ms; $(tail -2 "$OUT/offloadd-fw4auto.log")" bash -c "test $TAKE_MS -le 5000 && role_is manage"
 check takeover_same_process "pid changed" kill -0 "$OFFLOADD_PID"
-run_tcp 6 "$T/iperf-takeover.json"
-check flow_offloaded_after_takeover "$(flows tcp 5201)" poll 10 offloaded tcp 5201
+run_tcp 10 "$T/iperf-takeover.json"
+poll 10 offloaded tcp 5201
+judge flow_offloaded_after_takeover "$(flows tcp 5201)" has_offload
 wait "$TCP_PID"
 
 # A fw4 reload rebuilds only inet fw4 (here without a flowtable, offloading off): our
-# table stays, with the same flowtable.
-HANDLE=$(ft_handle)
+# table stays (same handle) and its flowtable is replaced by the flush (new handle).
+TH=$(table_handle); FH=$(ft_handle)
+FL0=$(grep -c 'firewall changed; flushed' "$OUT/offloadd-fw4auto.log")
 in_router nft -f - <<'NFT'
 table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; } }
 delete table inet fw4
 table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; } }
 NFT
 sleep 3
-check our_table_survives_fw4_reload "handle $HANDLE -> $(ft_handle)" test -n "$HANDLE" -a "$(ft_handle)" = "$HANDLE"
+TH1=$(table_handle); FH1=$(ft_handle)
+FL1=$(grep -c 'firewall changed; flushed' "$OUT/offloadd-fw4auto.log")
+check our_table_survives_fw4_reload "table handle $TH -> $TH1" test -n "$TH" -a "$TH1" = "$TH"
+check fw4_reload_flushes_our_flowtable "flowtable handle $FH -> $FH1, flushes logged $FL0 -> $FL1" test -n "$FH1" -a "$FH1" != "$FH" -a "$FL1" -gt "$FL0"
 check still_managing_after_fw4_reload "role changed" role_is manage
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet fw4 2>/dev/null
