@@ -130,18 +130,19 @@ fn set_element_churn_is_no_rule_change_and_one_rule_change_is_one() {
                 commits
             });
             let mut changes = Vec::new();
+            let mut churn = churn;
             let commits = loop {
                 tokio::select! {
                     Some(c) = rx.recv() => changes.push(c),
-                    r = async { while !churn.is_finished() { tokio::time::sleep(Duration::from_millis(20)).await } } => {
-                        let () = r;
-                        break churn.await.unwrap();
-                    }
+                    done = &mut churn => break done.unwrap(),
                 }
             };
             // Then one rule change.
             let out = std::process::Command::new("ip")
-                .args(["netns", "exec", &name, "nft", "add", "rule", "inet", "banlike", "input", "tcp", "dport", "9", "drop"])
+                .args([
+                    "netns", "exec", &name, "nft", "add", "rule", "inet", "banlike", "input",
+                    "tcp", "dport", "9", "drop",
+                ])
                 .status()
                 .unwrap();
             assert!(out.success());

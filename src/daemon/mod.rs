@@ -228,9 +228,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             change = react::recv_change(&mut ruleset), if ruleset.is_some() => {
                 let Some(change) = change else {
+                    warn!("nf_tables notifications ended; firewall changes no longer flush the flowtable");
                     ruleset = None;
                     continue;
                 };
+                debug!(tables = ?change.tables, elements_only = change.elements_only, "another table committed");
                 let policy = if matches!(role, Role::Manage { .. }) {
                     cfg.offload.flush_on_change
                 } else {

@@ -91,11 +91,18 @@ wait "$TCP_PID"
 # table stays (same handle) and its flowtable is replaced by the flush (new handle).
 TH=$(table_handle); FH=$(ft_handle)
 FL0=$(grep -c 'firewall changed; flushed' "$OUT/offloadd-fw4auto.log")
-in_router nft -f - <<'NFT'
-table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; } }
+# (Until this check existed, this reload was one line per table, `... } }`, which nft
+# refuses as a syntax error: nothing was reloaded and the handle check passed anyway.)
+in_router nft -f - <<'NFT'; RELOAD_RC=$?
+table inet fw4 {
+    chain forward { type filter hook forward priority filter; policy accept; }
+}
 delete table inet fw4
-table inet fw4 { chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; } }
+table inet fw4 {
+    chain forward { type filter hook forward priority filter; policy accept; tcp dport 9 drop; }
+}
 NFT
+check fw4_reload_committed "nft -f exit $RELOAD_RC" test "$RELOAD_RC" -eq 0
 sleep 3
 TH1=$(table_handle); FH1=$(ft_handle)
 FL1=$(grep -c 'firewall changed; flushed' "$OUT/offloadd-fw4auto.log")

@@ -79,8 +79,9 @@ check flap_keeps_device "$(ft_devices)" ft_has wan0
 in_router ip link del wan0
 poll 2 ft_lacks wan0
 check deleted_device_reported_missing "$(device_state wan0)" poll 2 bash -c "device_state wan0 | grep -q ^missing"
-# Timed from when `ip link add` has returned (the device exists, its event is sent) to
-# the daemon's own log line: no process start-up or polling of the lab's in it.
+# Timed from just before `ip link add` to the daemon's own log line: the `ip` process
+# start-up is in it (it cannot be split off: the daemon may log before `ip` has even
+# returned, seen at -51 ms when t0 was taken after), the lab's polling is not.
 appeared_ms() { # appeared_ms DEVICE T0_MS LOG: ms from T0 to the daemon's "appeared" line
     local at
     at=$(grep -E "configured device appeared.* device=$1( |\$)" "$3" | tail -1 | cut -d' ' -f1)
@@ -89,7 +90,7 @@ appeared_ms() { # appeared_ms DEVICE T0_MS LOG: ms from T0 to the daemon's "appe
 appeared_count() { grep -cE "configured device appeared.* device=$1( |\$)" "$2"; }
 export -f appeared_count
 N0=$(appeared_count wan0 "$OUT/offloadd-links.log")
-wan_link_add; t0=$(now_ms)
+t0=$(now_ms); wan_link_add
 poll 5 bash -c "[ \$(appeared_count wan0 '$OUT/offloadd-links.log') -gt $N0 ]"
 BACK_MS=$(appeared_ms wan0 "$t0" "$OUT/offloadd-links.log")
 wan_link_config
@@ -104,7 +105,7 @@ judge new_flow_offloads_after_recreate "$(flows tcp 5201)" has_offload
 wait "$TCP_PID"
 
 # (3) wan1, configured but absent at start, is added when it appears.
-in_router ip link add wan1 type veth peer name wan1p; t0=$(now_ms)
+t0=$(now_ms); in_router ip link add wan1 type veth peer name wan1p
 poll 5 ft_has wan1
 ADD_MS=$(appeared_ms wan1 "$t0" "$OUT/offloadd-links.log")
 echo "wan1 appeared: in flowtable after ${ADD_MS} ms (daemon's log)" >>"$OUT/report-links.txt"

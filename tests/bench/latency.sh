@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Control-socket latency while full conntrack dumps run (issue 13): offloadd (observe
+# mode) in a throwaway namespace whose conntrack table holds N unreplied UDP entries,
+# resyncing every 100 ms (a full dump every 30th, plus the first); a client asks
+# `status` 20 times a second for 15 s, over the socket, timing each answer. Prints
+# `key value` lines: p50, p99 and worst answer in ms, and how many full dumps ran then.
+#   sudo tests/bench/latency.sh [ENTRIES] [OFFLOADD_BINARY]
+set -eu
+N=${1:-100000}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${2:-$REPO/target/release/offloadd}
+NS=odbench-l$$
+SOCK=/run/odbench-l$$.sock
+T=$(mktemp -d)
+[ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 2; }
+cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3600
+ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_max=300000 2>/dev/null || true
+ip netns exec "$NS" nft -f - <<'NFT'
+table inet bench {
+    chain out { type filter hook output priority 0; ct state new counter; }
+}
+NFT
+ip netns exec "$NS" python3 - "$N" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"x", ("127.0.%d.%d" % (i // 60000 // 250, 1 + i // 60000 % 250), 1024 + i % 60000))
+PY
+printf 'mode = "observe"\n[offload]\ndevices = []\n[conntrack]\nresync_interval = "100ms"\n' >"$T/bench.toml"
+ip netns exec "$NS" "$BIN" run --config "$T/bench.toml" --socket "$SOCK" 2>"$T/daemon.log" &
+PID=$!
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+sleep 2
+echo "entries $(ip netns exec "$NS" conntrack -C)"
+python3 - "$SOCK" <<'PY'
+import json, socket, sys, time
+path = sys.argv[1]
+def status():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b'{"request":"status"}\n')
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return json.loads(buf)
+first = status()["conntrack"]
+lat = []
+end = time.monotonic() + 15
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    status()
+    lat.append((time.monotonic() - t0) * 1000)
+    time.sleep(0.05)
+last = status()["conntrack"]
+lat.sort()
+pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p / 100))]
+print("status_answers %d" % len(lat))
+print("status_p50_ms %.2f" % pick(50))
+print("status_p99_ms %.2f" % pick(99))
+print("status_worst_ms %.2f" % lat[-1])
+print("full_dumps_meanwhile %d" % (last["full_dumps"] - first["full_dumps"]))
+print("last_full_dump_ms %s" % last.get("last_full_dump_ms"))
+PY

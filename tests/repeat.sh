@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole suite N times, each from a fresh clone of this repository's HEAD (a warm
+# tree hides missing install steps), and prints a table of failures per check and the
+# time of each run. Usage: sudo tests/repeat.sh [N]   (default 5; ~11 minutes a run)
+set -uo pipefail
+N=${1:-5}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=$(mktemp -d /tmp/offloadd-repeat.XXXXXX)
+head=$(git -C "$repo" rev-parse --short HEAD)
+echo "repeat: $N runs of $head; logs in $out"
+for i in $(seq "$N"); do
+    clone=$out/clone-$i
+    git clone -q "$repo" "$clone"
+    t0=$(date +%s)
+    (cd "$clone" && CI=true bash .ci/run) >"$out/run-$i.log" 2>&1
+    rc=$?
+    secs=$(($(date +%s) - t0))
+    total=$(grep '^total:' "$out/run-$i.log" | tail -1)
+    echo "run $i: rc=$rc, $((secs / 60)) min $((secs % 60)) s, ${total:-no total line}" | tee -a "$out/runs.txt"
+    # Failed checks of every tier: VM "not ok NAME: ...", cargo "test NAME ... FAILED".
+    { grep -E '^not ok ' "$out/run-$i.log" | sed -E 's/^not ok ([^:]+):.*/\1/'
+      grep -E '^test .* \.\.\. FAILED$' "$out/run-$i.log" | awk '{print $2}'
+      [ "$rc" -ne 0 ] && ! grep -qE '^(not ok |test .* FAILED)' "$out/run-$i.log" && echo "(run failed without a failed check: see run-$i.log)"
+    } | sed "s/^/$i /" >>"$out/failures.txt"
+    rm -rf "$clone"
+done
+echo
+echo "failures per check over $N runs:"
+if [ -s "$out/failures.txt" ]; then
+    awk '{print $2}' "$out/failures.txt" | sort | uniq -c | sort -rn | awk -v n="$N" '{printf "  %-50s %d of %d\n", $2, $1, n}'
+else
+    echo "  none"
+fi
+! [ -s "$out/failures.txt" ]
