@@ -96,8 +96,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    info!(version = env!("CARGO_PKG_VERSION"), config = %opts.config, "starting");
+    // A bad config is one line on stderr (the error), so this comes after loading it.
     let mut cfg = opts.config.load()?;
+    info!(version = env!("CARGO_PKG_VERSION"), config = %opts.config, "starting");
     let exclude_file = opts.config.exclude_file();
     let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.to_string())));
     // Bind first: a second daemon must stop before it touches the kernel.
