@@ -6,6 +6,7 @@
 //! events plus a periodic resync and answers snapshots.
 
 mod decode;
+mod record;
 mod socket;
 mod tracker;
 mod watcher;

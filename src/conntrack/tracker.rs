@@ -9,8 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
+pub use super::record::{sort_flows, FlowRecord, Stats, Transition, Transitions};
 use super::{Counters, DumpFilter, Entry, Event, EventKind, FlowKey, Path, PathFilter, Tuple};
 
 /// How many recent time-to-offload samples the percentiles are computed over.
@@ -41,95 +40,6 @@ struct FlowState {
     counters: Option<Box<Counters>>,
     /// Resync generation that last saw this flow.
     seen: u32,
-}
-
-/// A flow changed path.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Transition {
-    pub at_unix_ms: u64,
-    pub key: FlowKey,
-    pub reply: Tuple,
-    pub from: Path,
-    pub to: Path,
-    /// First sight to offload, for a flow whose creation we saw.
-    pub after_ms: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transitions {
-    pub slow_to_sw: u64,
-    pub slow_to_hw: u64,
-    pub sw_to_hw: u64,
-    pub hw_to_sw: u64,
-    pub to_slow: u64,
-}
-
-/// Totals for `status` and `metrics`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub slow: u64,
-    pub sw: u64,
-    pub hw: u64,
-    pub transitions: Transitions,
-    /// Time from first sight to offload over the last `TTO_SAMPLES` offloads.
-    pub to_offload_p50_ms: Option<f64>,
-    pub to_offload_p95_ms: Option<f64>,
-    pub to_offload_samples: u64,
-    pub events: u64,
-    pub dumps: u64,
-    pub full_dumps: u64,
-    /// Event socket overruns (ENOBUFS): each triggers a full resync.
-    pub overruns: u64,
-    pub malformed: u64,
-    pub over_limit: u64,
-    /// Whether the kernel filters dumps by status (Linux 5.15+); `None` until known.
-    #[serde(default)]
-    pub status_filter: Option<bool>,
-    /// Time between resyncs now (stretched when every resync is a full dump).
-    #[serde(default)]
-    pub resync_interval_ms: u64,
-    /// How long the last offloaded-only and the last full dump took.
-    #[serde(default)]
-    pub last_filtered_dump_ms: Option<f64>,
-    #[serde(default)]
-    pub last_full_dump_ms: Option<f64>,
-}
-
-/// One flow as `flows` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlowRecord {
-    pub proto: u8,
-    pub zone: u16,
-    pub orig: Tuple,
-    pub reply: Tuple,
-    pub mark: u32,
-    pub tcp_state: Option<u8>,
-    /// conntrack status bits, as last seen.
-    pub status: u32,
-    pub path: Path,
-    /// Time on the current path; unknown when read straight from the kernel.
-    pub on_path_ms: Option<u64>,
-    pub to_offload_ms: Option<f64>,
-    pub counters: Option<Counters>,
-}
-
-impl FlowRecord {
-    /// A flow read straight from a dump, without history.
-    pub fn from_entry(e: &Entry) -> FlowRecord {
-        FlowRecord {
-            proto: e.key.proto,
-            zone: e.key.zone,
-            orig: e.key.orig,
-            reply: e.reply,
-            mark: e.mark,
-            tcp_state: e.tcp_state,
-            status: e.status,
-            path: e.path(),
-            on_path_ms: None,
-            to_offload_ms: None,
-            counters: e.counters,
-        }
-    }
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -428,21 +338,6 @@ impl FlowTracker {
         sort_flows(&mut out);
         out
     }
-}
-
-/// Hardware first, then software, then slow; within a path by protocol and tuple.
-pub fn sort_flows(flows: &mut [FlowRecord]) {
-    let key = |f: &FlowRecord| {
-        (
-            f.proto,
-            f.orig.src,
-            f.orig.sport,
-            f.orig.dst,
-            f.orig.dport,
-            f.zone,
-        )
-    };
-    flows.sort_by(|a, b| b.path.cmp(&a.path).then_with(|| key(a).cmp(&key(b))));
 }
 
 /// Nearest-rank percentile of sorted samples.

@@ -18,7 +18,9 @@ start_offloadd "$T/busy.toml" "$OUT/offloadd-busy.log"
 flushes_now() { "$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["flushes"])'; }
 not_flushed_now() { "$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["commits_not_flushed"])'; }
 
-run_tcp 20 "$T/iperf-churn.json"
+# 60 s, killed after the samples: the stream outlives them however slow `conntrack -L`
+# is under TCG with the churn loop beside it (a 20 s stream ended before the last one).
+run_tcp 60 "$T/iperf-churn.json"
 poll 10 offloaded tcp 5201
 F0=$(flushes_now)
 # The churn: add and delete elements in a loop, one nft transaction each.
