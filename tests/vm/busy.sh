@@ -18,7 +18,7 @@ start_offloadd "$T/busy.toml" "$OUT/offloadd-busy.log"
 flushes_now() { "$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["flushes"])'; }
 not_flushed_now() { "$OFFLOADD" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["commits_not_flushed"])'; }
 
-# 60 s, killed after the samples: the stream outlives them however slow `conntrack -L`
+# 60 s, stopped after the samples: the stream outlives them however slow `conntrack -L`
 # is under TCG with the churn loop beside it (a 20 s stream ended before the last one).
 run_tcp 60 "$T/iperf-churn.json"
 poll 10 offloaded tcp 5201
@@ -42,7 +42,12 @@ F1=$(flushes_now); NF=$(not_flushed_now)
 echo "set-element churn: $NF commits not flushed for, flushes $F0 -> $F1, $lost of $samples samples without [OFFLOAD]" >>"$OUT/report-busy.txt"
 check churn_keeps_stream_offloaded "$lost of $samples samples without [OFFLOAD]; last such: $seen" test "$lost" -eq 0 -a "$samples" -eq 16
 check churn_flushes_nothing "flushes $F0 -> $F1 with $NF element commits" test "$F1" -eq "$F0" -a "$NF" -ge 10
-kill "$TCP_PID" 2>/dev/null; wait "$TCP_PID" 2>/dev/null
+# Stop the stream by namespace: $TCP_PID is the subshell of run_tcp's function call, and
+# killing it leaves iperf3 running (a first try let it run on into the next checks,
+# whose wan-side byte counts it then inflated).
+ip netns pids "$L" | xargs -r kill 2>/dev/null
+wait "$TCP_PID" 2>/dev/null
+check churn_stream_stopped "processes left in the lan namespace: $(ip netns pids "$L" | wc -l)" poll 3 bash -c "[ -z \"\$(ip netns pids $L)\" ]"
 
 # A rule change still reaches the offloaded stream.
 stream_after_drop busy 5205 "$OUT/offloadd-busy.log"
