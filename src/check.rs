@@ -288,7 +288,7 @@ pub fn gather(source: &Source) -> Facts {
         }
     };
     x.plan = Some(Ok(desired.clone()));
-    let devices: Vec<String> = desired.devices().map(str::to_string).collect();
+    let devices = desired.shaping_candidates();
     if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -208,7 +208,7 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     if cfg.offload.hardware == config::Hardware::Auto {
-        println!("# hardware = \"auto\": devices that refuse \"flags offload\" go to a software flowtable ft_sw");
+        println!("# hardware = \"auto\": if any device refuses \"flags offload\", the flowtable is software over the configured devices");
     }
     print!("{desired}");
     Ok(ExitCode::SUCCESS)

@@ -14,9 +14,6 @@ use crate::link::LinkSnapshot;
 pub const TABLE: &str = "offloadd";
 /// Our flowtable inside `TABLE`.
 pub const FLOWTABLE: &str = "ft";
-/// With `hardware = "auto"` and only some devices accepting hardware offload: the software
-/// flowtable for the devices that refused (`FLOWTABLE` is then the hardware one).
-pub const FLOWTABLE_SW: &str = "ft_sw";
 /// Our base chain inside `TABLE`.
 pub const CHAIN: &str = "forward";
 /// Forward hook priority: filter (0) + 10, so a packet reaches us only after every
@@ -33,12 +30,17 @@ pub struct Desired {
     /// The flowtable, or `None` where the kernel has no flowtables and a caller (the
     /// host-kernel tests, the apply benchmark) wants the rest of the ruleset anyway.
     pub flowtable: Option<Flowtable>,
-    /// The split layout (see `FLOWTABLE_SW`): the devices that refused hardware, on
-    /// software. When present, `flow add @ft` is limited to flows whose input and output
-    /// devices are both in `ft`, and every other flow goes to `ft_sw`. A device can be in
-    /// only one flowtable of a table, so a flow between the two halves is fast only in the
-    /// direction that enters a software device.
-    pub fallback: Option<Flowtable>,
+    /// The present configured devices: what the flowtable holds on software offload.
+    pub configured: BTreeSet<String>,
+    /// For each configured device (present or not), the names the forward hook sees its
+    /// traffic under: the device and the L3 devices stacked on it (`wan`, `pppoe-wan`).
+    /// `flow add` is limited to flows whose input and output are both among them, so a
+    /// flow is offloaded only where a flowtable hook sees its packets both ways: a flow
+    /// to a device no hook covers (a VPN or Docker bridge offloadd was not given) would
+    /// be marked OFFLOAD in conntrack and still take the slow path. iifname compares
+    /// names, so `pppoe-wan` matches whenever the session is up, with no change when it
+    /// reconnects.
+    pub matches: BTreeMap<String, Vec<String>>,
     /// `return` rules, in order, before `flow add`.
     pub excludes: Vec<ExcludeRule>,
     /// Configured devices absent when planned: left out (naming an absent device makes the
@@ -110,8 +112,23 @@ impl PlanError {
 /// The hardware flag is set when the config asks for hardware (`auto` or `require`);
 /// whether the devices accept it is the apply step's question (a trial batch). With the
 /// flag, bridges and VLANs are replaced by their lower devices (as fw4 does): the driver
-/// that sets up the hardware flow is the port's, not the bridge's.
+/// that sets up the hardware flow is the port's, not the bridge's. Without it, or when
+/// hardware is refused (`software_only`), the flowtable holds the configured devices.
 pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
+    let matches = cfg
+        .offload
+        .devices
+        .iter()
+        .map(|d| {
+            let mut names = vec![d.clone()];
+            for n in cfg.offload.l3_devices.get(d).into_iter().flatten() {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+            (d.clone(), names)
+        })
+        .collect();
     let (present, missing): (Vec<_>, Vec<_>) = cfg
         .offload
         .devices
@@ -121,6 +138,7 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
     let hw_offload = cfg.offload.hardware != crate::config::Hardware::Off;
     let mut via = BTreeMap::new();
     let mut devices = BTreeSet::new();
+    let configured = present.iter().cloned().collect();
     for d in present {
         let names = if hw_offload {
             links.hardware_devices(&d)
@@ -142,7 +160,8 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
             counter: cfg.offload.counter,
             hw_offload,
         }),
-        fallback: None,
+        configured,
+        matches,
         excludes,
         missing,
         via,
@@ -241,54 +260,68 @@ impl Desired {
     pub fn without_flowtable(&self) -> Desired {
         Desired {
             flowtable: None,
-            fallback: None,
             ..self.clone()
         }
     }
 
-    /// The same ruleset with hardware offload switched off (the `auto` fallback when no
-    /// device accepts it): one software flowtable over every device.
+    /// The same ruleset with hardware offload switched off (the `auto` fallback): one
+    /// software flowtable over the configured devices (`br-lan`, not its ports: the
+    /// bridge's ingress hook sees what every port, Wi-Fi included, delivers to it).
+    ///
+    /// There is no mixed layout. A device can be in only one flowtable of a table, and a
+    /// flow lives in one flowtable, found only by that flowtable's hooks; a flow between
+    /// a hardware device and a software one would be fast in one direction only, and the
+    /// forward hook sees `br-lan`, never which port (wired or Wi-Fi) a packet came from.
     pub fn software_only(&self) -> Desired {
         let mut d = self.clone();
-        let rest = d.fallback.take();
         if let Some(ft) = &mut d.flowtable {
             ft.hw_offload = false;
-            ft.devices.extend(rest.into_iter().flat_map(|f| f.devices));
+            ft.devices = d.configured.clone();
         }
         d
     }
 
-    /// The split layout: hardware `ft` over `accepted`, software `ft_sw` over the rest.
-    pub fn split(&self, refused: &BTreeSet<String>) -> Desired {
-        let mut d = self.software_only();
-        if let Some(ft) = &mut d.flowtable {
-            let (rest, accepted) = ft
-                .devices
-                .iter()
-                .cloned()
-                .partition(|x| refused.contains(x));
-            d.fallback = Some(Flowtable {
-                devices: rest,
-                counter: ft.counter,
-                hw_offload: false,
-            });
-            ft.devices = accepted;
-            ft.hw_offload = true;
-        }
-        d
-    }
-
-    /// Leaves `device` out of every flowtable (the kernel refused it).
+    /// Leaves `device` out of the flowtable (the kernel refused it), and out of the
+    /// `flow add` match, with every configured device it stands for: their flows are no
+    /// longer covered.
     pub fn remove_device(&mut self, device: &str) {
-        for ft in self.flowtable.iter_mut().chain(self.fallback.iter_mut()) {
+        if let Some(ft) = &mut self.flowtable {
             ft.devices.remove(device);
         }
+        self.configured.remove(device);
+        self.matches.remove(device);
+        for (c, lowers) in &self.via {
+            if lowers.iter().any(|l| l == device) {
+                self.matches.remove(c);
+            }
+        }
+    }
+
+    /// Devices whose shaping matters: the flowtable's, the configured ones and the L3
+    /// devices on them (SQM on `pppoe-wan` shapes what the carrier `wan` brings).
+    pub fn shaping_candidates(&self) -> Vec<String> {
+        let mut v: BTreeSet<String> = self.devices().map(str::to_string).collect();
+        v.extend(self.configured.iter().cloned());
+        for (c, names) in &self.matches {
+            if self.configured.contains(c) {
+                v.extend(names.iter().cloned());
+            }
+        }
+        v.into_iter().collect()
+    }
+
+    /// The names `flow add` is limited to (both input and output among them).
+    pub fn match_names(&self) -> BTreeSet<&str> {
+        self.matches
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect()
     }
 
     /// Our flowtables by name.
     pub fn flowtables(&self) -> impl Iterator<Item = (&'static str, &Flowtable)> {
-        let ft = self.flowtable.iter().map(|f| (FLOWTABLE, f));
-        ft.chain(self.fallback.iter().map(|f| (FLOWTABLE_SW, f)))
+        self.flowtable.iter().map(|f| (FLOWTABLE, f))
     }
 
     pub fn devices(&self) -> impl Iterator<Item = &str> {
@@ -299,19 +332,16 @@ impl Desired {
     /// Whether `other` differs from `self` only in which devices the flowtables hold, so
     /// the kernel can be brought from one to the other by adding and removing hooks
     /// (NEWFLOWTABLE / DELFLOWTABLE on the live flowtable) without recreating anything.
-    /// In the split layout `ft`'s devices are also in a rule, so they must not change.
+    /// The `flow add` match names configured devices whether present or not, so it stays.
     pub fn differs_only_in_devices(&self, other: &Desired) -> bool {
         let shape = |d: &Desired| {
             let mut d = d.clone();
             d.missing.clear();
             d.via.clear();
             d.shaped.clear();
-            let split = d.fallback.is_some();
-            for ft in d.flowtable.iter_mut().filter(|_| !split) {
+            d.configured.clear();
+            for ft in d.flowtable.iter_mut() {
                 ft.devices.clear();
-            }
-            if let Some(f) = &mut d.fallback {
-                f.devices.clear();
             }
             d
         };
@@ -392,21 +422,11 @@ impl fmt::Display for Desired {
         for r in &self.excludes {
             writeln!(f, "\t\t{r}")?;
         }
-        match (&self.flowtable, &self.fallback) {
-            (Some(ft), Some(_)) => {
-                let names: Vec<String> = ft.devices.iter().map(|d| format!("\"{d}\"")).collect();
-                let set = names.join(", ");
-                writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
-                writeln!(
-                    f,
-                    "\t\tct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE_SW}"
-                )?;
-            }
-            (Some(_), None) => writeln!(
-                f,
-                "\t\tct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}"
-            )?,
-            _ => {}
+        let names = self.match_names();
+        if self.flowtable.is_some() && !names.is_empty() {
+            let set: Vec<String> = names.iter().map(|d| format!("\"{d}\"")).collect();
+            let set = set.join(", ");
+            writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
         }
         writeln!(f, "\t}}")?;
         writeln!(f, "}}")

@@ -152,37 +152,112 @@ fn hardware_names_bridge_ports_and_vlan_parents_software_the_upper_devices() {
     assert!(sw.via.is_empty());
 }
 
+/// A board: its fake sysfs and its UCI network/firewall, planned as the daemon plans.
+fn board(name: &str, devs: &[crate::link::fake_sysfs::Dev], network: &str, hw: &str) -> Desired {
+    use crate::config::{openwrt::from_uci, uci::parse_uci};
+    let tree = crate::link::fake_sysfs::Tree::new(name, devs);
+    let firewall = parse_uci(
+        "config zone\n\toption name 'lan'\n\tlist network 'lan'\n\n\
+         config zone\n\toption name 'wan'\n\tlist network 'wan'\n\tlist network 'wan6'\n\n\
+         config zone\n\toption name 'vpn'\n\tlist network 'wg0'\n\n\
+         config zone\n\toption name 'guest'\n\tlist network 'guest'\n",
+    )
+    .unwrap();
+    let offloadd = parse_uci(&format!("config offload\n\toption hardware '{hw}'\n")).unwrap();
+    let network = parse_uci(network).unwrap();
+    let cfg = from_uci(Some(&offloadd), &firewall, Some(&network)).unwrap();
+    let mut links = LinkSnapshot::from_names(crate::link::fake_sysfs::Tree::names(devs));
+    let conduit_has_ppe = |d: &str| d == "eth0";
+    for d in &cfg.offload.devices {
+        if links.contains(d) {
+            links.set_lowers(d, crate::link::lower_devices(&tree.0, d, &conduit_has_ppe));
+        }
+    }
+    plan(&cfg, &links).unwrap()
+}
+
+const MT7621_NETWORK: &str =
+    "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\n\
+config interface 'wan'\n\toption device 'wan.7'\n\toption proto 'pppoe'\n\n\
+config interface 'wan6'\n\toption device '@wan'\n\toption proto 'dhcpv6'\n";
+
+const FILOGIC_NETWORK: &str =
+    "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\n\
+config interface 'wan'\n\toption device 'eth1'\n\toption proto 'dhcp'\n\n\
+config interface 'wan6'\n\toption device 'eth1'\n\toption proto 'dhcpv6'\n";
+
+const X86_NETWORK: &str =
+    "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n\n\
+config interface 'wan'\n\toption device 'eth0'\n\toption proto 'dhcp'\n\n\
+config interface 'guest'\n\toption device 'eth1.400'\n\toption proto 'static'\n\n\
+config interface 'wg0'\n\toption proto 'wireguard'\n";
+
 #[test]
-fn split_layout_limits_the_hardware_rule_to_its_devices() {
-    let cfg =
-        parse_toml("[offload]\ndevices = [\"br-lan\", \"wan\"]\nhardware = \"auto\"\n").unwrap();
-    let mut links = LinkSnapshot::from_names(["br-lan", "lan1", "lan2", "wan"]);
-    links.set_lowers("br-lan", vec!["lan1".into(), "lan2".into()]);
-    let d = plan(&cfg, &links).unwrap();
-    let refused: BTreeSet<String> = ["wan".to_string()].into();
-    golden("split", &d.split(&refused).to_string());
+fn mt7621_dsa_hardware_names_the_ports_and_matches_pppoe_wan() {
+    use crate::link::fake_sysfs::MT7621;
+    let d = board("p-mt7621", MT7621, MT7621_NETWORK, "auto");
+    assert!(!d.devices().any(|x| x == "eth0"), "never the conduit: {d}");
+    assert_eq!(d.via["br-lan"], ["lan1", "lan2", "lan3", "lan4"]);
+    assert_eq!(d.via["wan.7"], ["wan"]);
+    assert!(d.match_names().contains("pppoe-wan"), "{d}");
+    golden("mt7621-hardware", &d.to_string());
+    // Refused: software over the configured devices, the same match.
+    golden("mt7621-fallback", &d.software_only().to_string());
 }
 
 #[test]
-fn device_only_differences_are_recognised() {
-    let cfg = parse_toml("[offload]\ndevices = [\"a\", \"b\"]\nhardware = \"off\"\n").unwrap();
-    let one = plan(&cfg, &LinkSnapshot::from_names(["a"])).unwrap();
-    let two = plan(&cfg, &LinkSnapshot::from_names(["a", "b"])).unwrap();
-    assert!(one.differs_only_in_devices(&two));
-    let counter_off =
-        parse_toml("[offload]\ndevices = [\"a\", \"b\"]\nhardware = \"off\"\ncounter = false\n")
-            .unwrap();
-    let other = plan(&counter_off, &LinkSnapshot::from_names(["a", "b"])).unwrap();
-    assert!(!two.differs_only_in_devices(&other), "flags differ");
-    // In the split layout ft's devices are in a rule: changing them is not hooks only.
-    let sw: BTreeSet<String> = ["b".to_string()].into();
-    let split = two.split(&sw);
-    let mut more = split.clone();
-    more.flowtable.as_mut().unwrap().devices.insert("c".into());
-    assert!(!split.differs_only_in_devices(&more));
-    let mut rest = split.clone();
-    rest.fallback.as_mut().unwrap().devices.insert("c".into());
-    assert!(split.differs_only_in_devices(&rest));
+fn filogic_with_wifi_in_the_bridge() {
+    use crate::link::fake_sysfs::FILOGIC;
+    let d = board("p-filogic", FILOGIC, FILOGIC_NETWORK, "auto");
+    let ft = d.flowtable.as_ref().unwrap();
+    let devs: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
+    assert_eq!(devs, ["eth1", "lan1", "lan2", "lan3", "phy0-ap0"]);
+    let sw = d.software_only();
+    let devs: Vec<&str> = sw.devices().collect();
+    assert_eq!(
+        devs,
+        ["br-lan", "eth1"],
+        "fallback keeps the configured devices"
+    );
+    golden("filogic-fallback", &sw.to_string());
+}
+
+#[test]
+fn x86_software_uses_the_configured_devices() {
+    use crate::link::fake_sysfs::X86;
+    let d = board("p-x86", X86, X86_NETWORK, "off");
+    let devs: Vec<&str> = d.devices().collect();
+    assert_eq!(devs, ["br-lan", "eth0", "eth1.400", "wg0"]);
+    golden("x86-software", &d.to_string());
+    let hw = board("p-x86hw", X86, X86_NETWORK, "auto");
+    let devs: Vec<&str> = hw.devices().collect();
+    assert_eq!(devs, ["eth0", "eth1", "eth2", "wg0"]);
+}
+
+#[test]
+fn flow_add_covers_only_configured_devices_and_their_l3_names() {
+    let cfg = parse_toml(
+        "[offload]\ndevices = [\"br-lan\", \"wan\"]\nhardware = \"off\"\n[offload.l3_devices]\nwan = [\"ppp0\"]\n",
+    )
+    .unwrap();
+    let d = plan(
+        &cfg,
+        &LinkSnapshot::from_names(["br-lan", "wan", "docker0"]),
+    )
+    .unwrap();
+    let text = d.to_string();
+    assert!(
+        text.contains("iifname { \"br-lan\", \"ppp0\", \"wan\" } oifname { \"br-lan\", \"ppp0\", \"wan\" } ct state established"),
+        "{text}"
+    );
+    assert!(!text.contains("docker0"), "{text}");
+    // A device the kernel refused leaves the match with everything it stands for.
+    let mut less = d.clone();
+    less.remove_device("wan");
+    assert_eq!(
+        less.match_names().into_iter().collect::<Vec<_>>(),
+        ["br-lan"]
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod openwrt;
 mod toml;
 pub mod uci;
 mod values;
+mod zones;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -96,8 +97,14 @@ impl std::fmt::Display for FlushOn {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffloadConfig {
-    /// Devices (interface names) whose forwarded flows may be offloaded.
+    /// Devices (interface names) whose forwarded flows may be offloaded: the devices
+    /// packets arrive on, which the flowtable hooks (`br-lan`, a PPPoE carrier `wan`).
     pub devices: Vec<String>,
+    /// For a device of `devices`, the other names the forward hook sees its traffic
+    /// under (layer-3 devices stacked on it: `wan` -> `pppoe-wan`). The `flow add` rule
+    /// matches these and the devices themselves, so a flow is offloaded only when both
+    /// its ends are covered by a hook.
+    pub l3_devices: std::collections::BTreeMap<String, Vec<String>>,
     /// Hardware offload policy.
     pub hardware: Hardware,
     /// Keep conntrack byte/packet counters right for offloaded flows (nlbwmon, accounting).
@@ -135,6 +142,21 @@ pub struct Exclude {
     pub oif: Vec<String>,
 }
 
+impl Exclude {
+    /// No match at all: as a rule, a bare `return` that would keep every connection off
+    /// the fast path. Both sources refuse it.
+    pub fn matches_everything(&self) -> bool {
+        self.l4proto.is_none()
+            && self.sport.is_empty()
+            && self.dport.is_empty()
+            && self.saddr.is_empty()
+            && self.daddr.is_empty()
+            && self.mark.is_none()
+            && self.iif.is_empty()
+            && self.oif.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConntrackConfig {
     /// Period of the dump that catches state changes the kernel sends no event for.
@@ -162,6 +184,7 @@ impl Default for Config {
             mode: Mode::Auto,
             offload: OffloadConfig {
                 devices: Vec::new(),
+                l3_devices: std::collections::BTreeMap::new(),
                 hardware: Hardware::Auto,
                 counter: true,
                 flush_on_change: FlushOn::Rules,

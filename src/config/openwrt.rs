@@ -1,15 +1,18 @@
 //! The OpenWrt source: `/etc/config/offloadd`, with firewall zones resolved to devices
 //! through `/etc/config/firewall` and `/etc/config/network`, as fw4 does.
 //!
-//! Software offload uses each interface's L2 device: `br-lan` for a bridged lan, `eth1`
+//! The flowtable hooks each interface's L2 device: `br-lan` for a bridged lan, `eth1`
 //! for a DHCP or PPPoE wan (the PPPoE carrier, not `pppoe-wan`, which exists only while
 //! the session is up), the interface name for WireGuard. Hardware planning later resolves
 //! bridges and VLANs to their lower devices from sysfs (see `link::lower_devices`).
+//! Matches in the forward chain (exclusions by zone, the `flow add` rule) use the L3
+//! devices netifd stacks on them (`pppoe-wan`): that is what the forward hook sees.
 
 use std::path::{Path, PathBuf};
 
 use super::uci::{parse_uci, Section, UciFile};
 use super::values::{IpPrefix, L4Proto, PortRange};
+use super::zones::{Devices, Zones};
 use super::{text_or_error, Config, ConfigError, Exclude, FlushOn, Hardware, Mode, ParseError};
 
 /// Where OpenWrt keeps UCI files.
@@ -98,7 +101,7 @@ pub fn from_uci(
         } else {
             Hardware::Off
         };
-        cfg.offload.devices = zones.all_devices();
+        zones.all_devices().add_to(&mut cfg);
         return Ok(cfg);
     };
     let off = |line: usize, m: String| (UciFileName::Offloadd, ParseError::new(line, m));
@@ -167,7 +170,7 @@ pub fn from_uci(
     }
     let zone_names = main.items("zone");
     let extra = main.items("device");
-    let mut devices = Vec::new();
+    let mut devices = Devices::default();
     if zone_names.is_empty() && extra.is_empty() {
         devices = zones.all_devices();
     }
@@ -181,13 +184,13 @@ pub fn from_uci(
                 ),
             )
         })?;
-        push_all(&mut devices, zones.devices_of(zone));
+        devices.extend(zones.devices_of(zone));
     }
     for (d, line) in extra {
         check_ifname(&d).map_err(|m| off(line, m))?;
-        push_all(&mut devices, [d]);
+        devices.extend(Devices::plain(d));
     }
-    cfg.offload.devices = devices;
+    devices.add_to(&mut cfg);
     if let Some(f) = offloadd {
         for s in f.of_type("exclude") {
             cfg.offload
@@ -262,7 +265,11 @@ fn exclude(s: &Section, zones: &Zones) -> Result<Exclude, (usize, String)> {
                         l,
                         format!("zone '{z}' is not in /etc/config/firewall (zones there: {})", zones.names().join(", ")),
                     ))?;
-                    let devs = zones.devices_of(zone);
+                    // Matched in the forward hook, which sees L3 devices (pppoe-wan).
+                    let devs = zones.devices_of(zone).l3_names();
+                    if devs.is_empty() {
+                        return Err((l, format!("zone '{z}' has no devices offloadd can name (no network with a device in /etc/config/network, no device option): this exclude would match nothing; name devices with src_device/dest_device instead")));
+                    }
                     if o.key == "src_zone" {
                         e.iif.extend(devs);
                     } else {
@@ -273,6 +280,9 @@ fn exclude(s: &Section, zones: &Zones) -> Result<Exclude, (usize, String)> {
             "name" => {}
             other => return Err((o.line, format!("unknown option '{other}' in config exclude (known: name, l4proto, sport, dport, saddr, daddr, mark, iif, oif, src_zone, dest_zone)"))),
         }
+    }
+    if e.matches_everything() {
+        return Err((s.line, "this exclude matches every connection (it has no match options) and would turn offload off for all of them: give at least one of l4proto, sport, dport, saddr, daddr, mark, src_zone, dest_zone, src_device, dest_device".to_string()));
     }
     Ok(e)
 }
@@ -287,87 +297,7 @@ fn parse_items<T: std::str::FromStr<Err = String>>(
         .collect()
 }
 
-/// Zones of the firewall file and the interfaces of the network file.
-struct Zones<'a> {
-    firewall: &'a UciFile,
-    network: Option<&'a UciFile>,
-}
-
-impl<'a> Zones<'a> {
-    fn names(&self) -> Vec<String> {
-        self.firewall
-            .of_type("zone")
-            .filter_map(|z| z.single("name").map(|(n, _)| n.to_string()))
-            .collect()
-    }
-
-    fn find(&self, name: &str) -> Option<&'a Section> {
-        self.firewall
-            .of_type("zone")
-            .find(|z| z.single("name").is_some_and(|(n, _)| n == name))
-    }
-
-    fn all_devices(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for z in self.firewall.of_type("zone") {
-            push_all(&mut out, self.devices_of(z));
-        }
-        out
-    }
-
-    /// A zone's devices: its `device` entries and the L2 device of each `network`.
-    /// Wildcards (`tun+`) cannot be flowtable devices and are skipped.
-    fn devices_of(&self, zone: &Section) -> Vec<String> {
-        let mut out = Vec::new();
-        for (n, _) in zone.items("network") {
-            push_all(&mut out, self.interface_devices(&n, 0));
-        }
-        for (d, _) in zone.items("device") {
-            push_all(&mut out, [d]);
-        }
-        out.retain(|d| !d.contains('+') && check_ifname(d).is_ok());
-        out
-    }
-
-    fn interface_devices(&self, iface: &str, depth: usize) -> Vec<String> {
-        let Some(s) = self.network.and_then(|n| {
-            n.of_type("interface")
-                .find(|s| s.name.as_deref() == Some(iface))
-        }) else {
-            return Vec::new();
-        };
-        // OpenWrt 19.07 and older: `option type 'bridge'` on the interface makes br-NAME.
-        if s.single("type").is_some_and(|(t, _)| t == "bridge") {
-            return vec![format!("br-{iface}")];
-        }
-        let mut devices: Vec<String> = s.items("device").into_iter().map(|(d, _)| d).collect();
-        if devices.is_empty() {
-            devices = s.items("ifname").into_iter().map(|(d, _)| d).collect();
-        }
-        if devices.is_empty() {
-            // L3 interfaces without a device option are named after the section
-            // (WireGuard); others (a 6in4 tunnel) have none we can name.
-            if s.single("proto").is_some_and(|(p, _)| p == "wireguard") {
-                return vec![iface.to_string()];
-            }
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for d in devices {
-            match d.strip_prefix('@') {
-                // An alias (`option device '@wan'`) shares the other interface's device.
-                Some(other) if depth < 4 => {
-                    push_all(&mut out, self.interface_devices(other, depth + 1))
-                }
-                Some(_) => {}
-                None => push_all(&mut out, [d]),
-            }
-        }
-        out
-    }
-}
-
-fn push_all(out: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
+pub(super) fn push_all(out: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
     for i in items {
         if !out.contains(&i) {
             out.push(i);
@@ -383,7 +313,7 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
-fn check_ifname(d: &str) -> Result<(), String> {
+pub(super) fn check_ifname(d: &str) -> Result<(), String> {
     if d.is_empty() || d.len() > 15 || d.contains(['/', ' ']) || d == "." || d == ".." {
         return Err(format!(
             "'{d}' is not a valid interface name (1 to 15 characters, no '/' or spaces)"

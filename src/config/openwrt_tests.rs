@@ -108,3 +108,70 @@ fn missing_firewall_file_is_a_read_error() {
         "{e}"
     );
 }
+
+#[test]
+fn pppoe_zone_matches_on_pppoe_wan_and_hooks_the_carrier() {
+    let cfg = load_uci(&fixtures().join("pppoe_guest_vlan")).unwrap();
+    // wan and wan6 ('@wan') both run over the session: one L3 name for the carrier.
+    assert_eq!(cfg.offload.l3_devices["eth1"], ["pppoe-wan"]);
+    let fw = parse_uci(
+        "config zone\n\toption name 'wan'\n\tlist network 'wan'\n\tlist network 'wan6'\n",
+    )
+    .unwrap();
+    let off = parse_uci(
+        "config offload\n\nconfig exclude\n\toption proto 'udp'\n\toption dport '5060'\n\toption dest_zone 'wan'\n",
+    )
+    .unwrap();
+    let net = std::fs::read_to_string(fixtures().join("pppoe_guest_vlan/network")).unwrap();
+    let cfg = from_uci(Some(&off), &fw, Some(&parse_uci(&net).unwrap())).unwrap();
+    assert_eq!(cfg.offload.exclude[0].oif, ["pppoe-wan"]);
+    let links = crate::link::LinkSnapshot::from_names(["eth1"]);
+    let text = crate::plan::plan(&cfg, &links).unwrap().to_string();
+    assert!(
+        text.contains("meta l4proto udp ct original proto-dst 5060 ct direction original oifname \"pppoe-wan\" return"),
+        "{text}"
+    );
+    assert!(!text.contains("oifname \"eth1\" return"), "{text}");
+}
+
+#[test]
+fn an_exclude_that_resolves_to_nothing_is_an_error_with_its_line() {
+    let fw = parse_uci(
+        "config zone\n\toption name 'lan'\n\tlist network 'lan'\n\nconfig zone\n\toption name 'empty'\n",
+    )
+    .unwrap();
+    let net = parse_uci("config interface 'lan'\n\toption device 'br-lan'\n").unwrap();
+    let err = |offloadd: &str| {
+        let off = parse_uci(offloadd).unwrap();
+        match from_uci(Some(&off), &fw, Some(&net)) {
+            Err((UciFileName::Offloadd, e)) => (e.line, e.message),
+            other => panic!("{other:?}"),
+        }
+    };
+    // No match options at all: a bare `return` would keep every connection slow.
+    let (line, msg) = err("config offload\n\nconfig exclude 'x'\n\toption name 'nothing'\n");
+    assert_eq!(line, 3);
+    assert!(msg.contains("matches every connection"), "{msg}");
+    // A zone without devices.
+    let (line, msg) =
+        err("config offload\n\nconfig exclude\n\toption proto 'tcp'\n\tlist dest_zone 'empty'\n");
+    assert_eq!(line, 5);
+    assert!(msg.contains("zone 'empty' has no devices"), "{msg}");
+}
+
+#[test]
+fn tunnels_and_wireguard_get_their_l3_names() {
+    let fw = parse_uci(
+        "config zone\n\toption name 'vpn'\n\tlist network 'wg0'\n\tlist network 'henet'\n",
+    )
+    .unwrap();
+    let net = parse_uci(
+        "config interface 'wg0'\n\toption proto 'wireguard'\n\nconfig interface 'henet'\n\toption proto '6in4'\n",
+    )
+    .unwrap();
+    let off = parse_uci("config offload\n\nconfig exclude\n\tlist src_zone 'vpn'\n").unwrap();
+    let cfg = from_uci(Some(&off), &fw, Some(&net)).unwrap();
+    // wg0 is hooked; the 6in4 tunnel has no carrier to hook but is matched by name.
+    assert_eq!(cfg.offload.devices, ["wg0"]);
+    assert_eq!(cfg.offload.exclude[0].iif, ["wg0", "6in4-henet"]);
+}

@@ -27,6 +27,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawOffload {
     devices: Option<Vec<Spanned<String>>>,
+    l3_devices: Option<Spanned<std::collections::BTreeMap<String, Vec<Spanned<String>>>>>,
     hardware: Option<Spanned<String>>,
     counter: Option<bool>,
     flush_on_firewall_change: Option<Spanned<BoolOrWord>>,
@@ -108,6 +109,23 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
                 ));
             }
             cfg.offload.devices.push(name.clone());
+        }
+        if let Some(l3) = o.l3_devices {
+            let line = at(l3.span());
+            for (dev, names) in l3.into_inner() {
+                if !seen.contains(&dev) {
+                    return Err(ParseError::new(
+                        line,
+                        format!("l3_devices names {dev:?}, which is not in devices: list the device it runs over in devices"),
+                    ));
+                }
+                let mut v = Vec::new();
+                for n in names {
+                    check_ifname(n.get_ref()).map_err(|why| ParseError::new(at(n.span()), why))?;
+                    v.push(n.into_inner());
+                }
+                cfg.offload.l3_devices.insert(dev, v);
+            }
         }
         if let Some(h) = o.hardware {
             cfg.offload.hardware = match h.get_ref().as_str() {
@@ -239,15 +257,7 @@ fn exclude(text: &str, line: usize, raw: RawExclude) -> Result<Exclude, ParseErr
         iif: devices(raw.iif)?,
         oif: devices(raw.oif)?,
     };
-    if e.l4proto.is_none()
-        && e.sport.is_empty()
-        && e.dport.is_empty()
-        && e.saddr.is_empty()
-        && e.daddr.is_empty()
-        && e.mark.is_none()
-        && e.iif.is_empty()
-        && e.oif.is_empty()
-    {
+    if e.matches_everything() {
         return Err(ParseError::new(
             line,
             "exclude entry matches everything: give at least one of l4proto, sport, dport, saddr, daddr, mark, iif, oif",

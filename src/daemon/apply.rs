@@ -52,7 +52,7 @@ async fn apply(
     loop {
         let mut desired = plan(cfg, &links_for(cfg, links))
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
-        let devices: Vec<String> = desired.devices().map(str::to_string).collect();
+        let devices = desired.shaping_candidates();
         match link::shaped_now(&devices).await {
             Ok(s) => desired.shaped = s,
             Err(e) => warn!("{e}; SQM/QoS on flowtable devices is not detected"),

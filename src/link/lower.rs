@@ -1,48 +1,73 @@
-//! Lower devices from sysfs, as fw4 resolves them for hardware offload.
+//! The devices hardware offload is set up on, resolved from sysfs as fw4 resolves them.
 //!
 //! The kernel links stacked devices both ways in sysfs: a bridge has `lower_<port>` for
-//! each port, a VLAN `lower_<parent>`, a bond `lower_<slave>`. Hardware offload has to be
-//! set up on the device whose driver forwards the packets, so a bridge or VLAN is
-//! replaced by its leaves. sysfs shows the network namespace it was mounted in (`ip netns
-//! exec` remounts it); a name that is not a present device is dropped by the caller.
+//! each port, a VLAN `lower_<parent>`, a DSA user port (`lan1`, `wan`) `lower_<conduit>`
+//! (`eth0`), a macvlan its parent. Hardware offload is set up by the driver that forwards
+//! the packets, so bridges and VLANs are replaced by what is under them, but nothing else
+//! is descended: a DSA port's conduit only sees frames tagged for the switch, and the
+//! switch's flow offload is programmed through the port. A device whose driver offers
+//! `hw-tc-offload` itself is kept as it is. sysfs shows the network namespace it was
+//! mounted in (`ip netns exec` remounts it); a name that is not a present device is
+//! dropped by the caller.
 
 use std::path::Path;
 
 /// Where the kernel lists network devices.
 pub const SYSFS_NET: &str = "/sys/class/net";
 
-/// Deepest stack we follow (bridge over VLAN over bond is 3); guards against loops.
+/// Deepest stack we follow (bridge over VLAN over bridge is 3); guards against loops.
 const MAX_DEPTH: usize = 8;
 
-/// The leaf lower devices of `dev` under `sysfs_net`, sorted and without duplicates.
-/// Empty when `dev` has no lower devices (or sysfs does not know it).
-pub fn lower_devices(sysfs_net: &Path, dev: &str) -> Vec<String> {
+/// The devices hardware offload names for `dev`, sorted and without duplicates: `dev`
+/// itself unless it is a bridge or VLAN without `hw-tc-offload` (`has_hw_tc`), whose
+/// lower devices are resolved the same way. A bridge without ports gives none.
+pub fn lower_devices(sysfs_net: &Path, dev: &str, has_hw_tc: &dyn Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
-    for lower in direct_lowers(sysfs_net, dev) {
-        collect_leaves(sysfs_net, &lower, 1, &mut out);
-    }
+    collect(sysfs_net, dev, 0, has_hw_tc, &mut out);
     out.sort();
     out.dedup();
     out
 }
 
-fn collect_leaves(sysfs_net: &Path, dev: &str, depth: usize, out: &mut Vec<String>) {
-    let lowers = if depth < MAX_DEPTH {
-        direct_lowers(sysfs_net, dev)
-    } else {
-        Vec::new()
-    };
-    if lowers.is_empty() {
+fn collect(
+    sysfs_net: &Path,
+    dev: &str,
+    depth: usize,
+    has_hw_tc: &dyn Fn(&str) -> bool,
+    out: &mut Vec<String>,
+) {
+    let stacked = matches!(devtype(sysfs_net, dev).as_deref(), Some("bridge" | "vlan"));
+    if !stacked || depth >= MAX_DEPTH || has_hw_tc(dev) {
         out.push(dev.to_string());
+        return;
     }
-    for l in lowers {
-        collect_leaves(sysfs_net, &l, depth + 1, out);
+    for lower in direct_lowers(sysfs_net, dev) {
+        collect(sysfs_net, &lower, depth + 1, has_hw_tc, out);
     }
 }
 
-fn direct_lowers(sysfs_net: &Path, dev: &str) -> Vec<String> {
+/// `DEVTYPE=` of the device's uevent (`bridge`, `vlan`, `dsa`, `wlan`, ...); a bridge is
+/// also known by its `bridge/` directory.
+fn devtype(sysfs_net: &Path, dev: &str) -> Option<String> {
+    if !safe_name(dev) {
+        return None;
+    }
+    let dir = sysfs_net.join(dev);
+    let uevent = std::fs::read_to_string(dir.join("uevent")).unwrap_or_default();
+    let ty = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVTYPE="))
+        .map(str::to_string);
+    ty.or_else(|| dir.join("bridge").is_dir().then(|| "bridge".to_string()))
+}
+
+fn safe_name(dev: &str) -> bool {
     // A name with a slash would walk out of the directory.
-    if dev.is_empty() || dev.contains('/') || dev == "." || dev == ".." {
+    !(dev.is_empty() || dev.contains('/') || dev == "." || dev == "..")
+}
+
+fn direct_lowers(sysfs_net: &Path, dev: &str) -> Vec<String> {
+    if !safe_name(dev) {
         return Vec::new();
     }
     let Ok(entries) = std::fs::read_dir(sysfs_net.join(dev)) else {
@@ -62,63 +87,5 @@ fn direct_lowers(sysfs_net: &Path, dev: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-    use std::path::PathBuf;
-
-    /// A fake /sys/class/net: each (device, lowers) pair becomes a directory with
-    /// `lower_*` entries, as the kernel lays them out.
-    fn tree(name: &str, devices: &[(&str, &[&str])]) -> PathBuf {
-        let root =
-            std::env::temp_dir().join(format!("offloadd-sysfs-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        for (dev, lowers) in devices {
-            fs::create_dir_all(root.join(dev)).unwrap();
-            fs::write(root.join(dev).join("ifindex"), "1\n").unwrap();
-            for l in *lowers {
-                fs::create_dir_all(root.join(dev).join(format!("lower_{l}"))).unwrap();
-            }
-        }
-        root
-    }
-
-    #[test]
-    fn bridge_resolves_to_its_ports() {
-        let root = tree(
-            "bridge",
-            &[("br-lan", &["lan2", "lan1"]), ("lan1", &[]), ("lan2", &[])],
-        );
-        assert_eq!(lower_devices(&root, "br-lan"), ["lan1", "lan2"]);
-        assert!(lower_devices(&root, "lan1").is_empty());
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn vlan_and_bridge_of_vlans_resolve_to_the_nic() {
-        let root = tree(
-            "vlan",
-            &[
-                ("eth0.2", &["eth0"]),
-                ("eth0.3", &["eth0"]),
-                ("br-guest", &["eth0.3", "wlan1"]),
-                ("eth0", &[]),
-                ("wlan1", &[]),
-            ],
-        );
-        assert_eq!(lower_devices(&root, "eth0.2"), ["eth0"]);
-        assert_eq!(lower_devices(&root, "br-guest"), ["eth0", "wlan1"]);
-        fs::remove_dir_all(root).unwrap();
-    }
-
-    #[test]
-    fn unknown_devices_loops_and_bad_names_end() {
-        let root = tree("loop", &[("a", &["b"]), ("b", &["a"])]);
-        assert!(lower_devices(&root, "nosuch").is_empty());
-        assert!(lower_devices(&root, "../..").is_empty());
-        // a -> b -> a -> ... stops at the depth limit instead of recursing forever.
-        let l = lower_devices(&root, "a");
-        assert!(l.len() == 1 && (l[0] == "a" || l[0] == "b"), "{l:?}");
-        fs::remove_dir_all(root).unwrap();
-    }
-}
+#[path = "lower_tests.rs"]
+mod tests;

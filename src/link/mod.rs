@@ -7,6 +7,8 @@
 //! and index change.
 
 mod ethtool;
+#[cfg(test)]
+pub(crate) mod fake_sysfs;
 mod lower;
 mod shaping;
 mod watcher;
@@ -54,8 +56,8 @@ pub enum LinkEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkSnapshot {
     links: BTreeMap<String, Link>,
-    /// name -> leaf lower devices (bridge ports, VLAN parents), filled by the caller from
-    /// sysfs for the devices it plans with.
+    /// name -> the devices hardware offload names for it (bridge ports, VLAN parents,
+    /// itself), filled by the caller from sysfs for the devices it plans with.
     lowers: BTreeMap<String, Vec<String>>,
 }
 
@@ -157,34 +159,30 @@ impl LinkSnapshot {
         }
     }
 
-    /// Records the leaf lower devices of `name` (see `lower_devices`).
+    /// Records the hardware devices of `name` (see `lower_devices`).
     pub fn set_lowers(&mut self, name: &str, lowers: Vec<String>) {
         self.lowers.insert(name.to_string(), lowers);
     }
 
-    /// Reads from sysfs (`sysfs_net`, normally `SYSFS_NET`) the lower devices of each of
-    /// `devices` that is present: what hardware planning needs.
+    /// Reads from sysfs (`sysfs_net`, normally `SYSFS_NET`) the hardware devices of each
+    /// of `devices` that is present, asking ethtool which have `hw-tc-offload`.
     pub fn resolve_lowers(&mut self, devices: &[String], sysfs_net: &std::path::Path) {
+        let hw_tc = |d: &str| feature(d, "hw-tc-offload").is_some_and(|f| f.active);
         for d in devices {
             if self.contains(d) {
-                let lowers = lower_devices(sysfs_net, d);
+                let lowers = lower_devices(sysfs_net, d, &hw_tc);
                 self.set_lowers(d, lowers);
             }
         }
     }
 
-    /// The devices hardware offload must name for `name`: its present leaf lower devices,
-    /// or the device itself when it has none (a plain NIC, a PPPoE device).
+    /// The devices hardware offload must name for `name`: the present ones of what
+    /// `set_lowers` recorded (none for a bridge without ports), or the device itself
+    /// when nothing was recorded.
     pub fn hardware_devices(&self, name: &str) -> Vec<String> {
-        let lowers: Vec<String> = self
-            .lowers
-            .get(name)
-            .map(|l| l.iter().filter(|d| self.contains(d)).cloned().collect())
-            .unwrap_or_default();
-        if lowers.is_empty() {
-            vec![name.to_string()]
-        } else {
-            lowers
+        match self.lowers.get(name) {
+            Some(l) => l.iter().filter(|d| self.contains(d)).cloned().collect(),
+            None => vec![name.to_string()],
         }
     }
 }
@@ -262,5 +260,7 @@ mod tests {
         s.set_lowers("br-lan", vec!["eth0".into(), "eth1".into(), "gone".into()]);
         assert_eq!(s.hardware_devices("br-lan"), ["eth0", "eth1"]);
         assert_eq!(s.hardware_devices("wan"), ["wan"]);
+        s.set_lowers("br-empty", vec![]);
+        assert!(s.hardware_devices("br-empty").is_empty());
     }
 }

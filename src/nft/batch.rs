@@ -10,7 +10,7 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, T
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
     CtDir, Desired, ExcludeRule, Flowtable, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY,
-    FLOWTABLE_SW, TABLE,
+    TABLE,
 };
 
 pub use super::built::{nfnl_type, BuiltBatch, Delivery, Object};
@@ -129,20 +129,10 @@ fn add_rules(
         set_id += 1;
         set_id
     };
-    match (&desired.flowtable, &desired.fallback) {
-        (Some(ft), Some(_)) => {
-            let devices: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
-            let within = Some(devices.as_slice());
-            let mut r = FlowAddRule::new(table, within, &mut next_set);
-            r.add_to(batch, labels, chain, FLOWTABLE);
-            let mut r = FlowAddRule::new(table, None, &mut next_set);
-            r.add_to(batch, labels, chain, FLOWTABLE_SW);
-        }
-        (Some(_), None) => {
-            let mut r = FlowAddRule::new(table, None, &mut next_set);
-            r.add_to(batch, labels, chain, FLOWTABLE);
-        }
-        _ => {}
+    let names: Vec<&str> = desired.match_names().into_iter().collect();
+    if desired.flowtable.is_some() && !names.is_empty() {
+        let mut r = FlowAddRule::new(table, Some(names.as_slice()), &mut next_set);
+        r.add_to(batch, labels, chain, FLOWTABLE);
     }
 }
 

@@ -17,8 +17,9 @@ pub enum HardwareOutcome {
     Off,
     /// Every device is in the hardware flowtable.
     Active,
-    /// `hardware = "auto"` and some devices refused, (device, why): they use software
-    /// offload. The others (`accepted`) are in the hardware flowtable; none when empty.
+    /// `hardware = "auto"` and some devices refused, (device, why): the flowtable is on
+    /// software offload, over the configured devices. `accepted` took hardware alone but
+    /// stay on software too (see `Desired::software_only` for why there is no mix).
     Fallback {
         refused: Vec<(String, String)>,
         accepted: Vec<String>,
@@ -32,16 +33,15 @@ impl std::fmt::Display for HardwareOutcome {
             HardwareOutcome::Active => f.write_str("hardware"),
             HardwareOutcome::Fallback { refused, accepted } => {
                 let devs: Vec<&str> = refused.iter().map(|(d, _)| d.as_str()).collect();
-                if accepted.is_empty() {
-                    write!(f, "software (hardware refused by {})", devs.join(", "))
-                } else {
+                write!(f, "software (hardware refused by {}", devs.join(", "))?;
+                if !accepted.is_empty() {
                     write!(
                         f,
-                        "hardware on {}, software on {} (refused)",
-                        accepted.join(", "),
-                        devs.join(", ")
-                    )
+                        "; {} would take it, but a flow between hardware and software devices is fast one way only",
+                        accepted.join(", ")
+                    )?;
                 }
+                f.write_str(")")
             }
         }
     }
@@ -112,8 +112,9 @@ impl Memory {
 }
 
 /// Applies `desired` under the hardware policy. `desired.flowtable.hw_offload` is what
-/// the plan asked for. With `Auto` the devices that refuse hardware (found by probing
-/// each alone) go to a software flowtable and the rest stay on hardware; with `Require`
+/// the plan asked for. With `Auto`, when a device refuses hardware (found by probing
+/// each alone) or is shaped, the flowtable goes to software over the configured
+/// devices, with the refusals named; with `Require`
 /// any refusal is an error naming the device. A device the kernel refuses outright is
 /// left out and named, and the rest applied. A plan equal to the last one applied, with
 /// the kernel still holding its outcome, changes nothing and probes nothing.
@@ -211,6 +212,9 @@ fn decide_hardware<K: Kernel>(
             reason: String::new(),
         })
     };
+    let shaped_reason = |what: &String| {
+        format!("shaped ({what}): hardware offload would bypass the shaper, so it stays on software offload")
+    };
     match trial {
         Ok(()) => {
             for key in keys {
@@ -221,13 +225,12 @@ fn decide_hardware<K: Kernel>(
         Err(NftError::HardwareRefused { .. }) => {}
         Err(e) => return Err(e),
     }
-    let mut refused: Vec<(String, String)> = devices
+    // Shaping is found on flowtable devices and on the configured and L3 devices they
+    // stand for (SQM on pppoe-wan shapes what `wan` carries).
+    let mut refused: Vec<(String, String)> = d
+        .shaped
         .iter()
-        .filter_map(|dev| {
-            d.shaped.get(dev.as_str()).map(|what| {
-                (dev.clone(), format!("shaped ({what}): hardware offload would bypass the shaper, so it stays on software offload"))
-            })
-        })
+        .map(|(dev, what)| (dev.clone(), shaped_reason(what)))
         .collect();
     for (dev, key) in devices
         .iter()
@@ -276,12 +279,7 @@ fn decide_hardware<K: Kernel>(
         .filter(|d| !refused_set.contains(*d))
         .cloned()
         .collect();
-    let layout = if accepted.is_empty() {
-        all_sw
-    } else {
-        all_sw.split(&refused_set)
-    };
-    Ok((layout, HardwareOutcome::Fallback { refused, accepted }))
+    Ok((all_sw, HardwareOutcome::Fallback { refused, accepted }))
 }
 
 /// One device alone with `flags offload`: `None` if its driver takes it, else why not

@@ -100,15 +100,13 @@ fn setup(hw: &str, devices: &[&str], hw_ok: &[&str]) -> (Fake, Desired, Hardware
 }
 
 #[test]
-fn auto_splits_hardware_and_software_per_device() {
+fn auto_with_one_refusal_puts_every_device_on_software_and_names_both() {
     let (mut k, d, hw) = setup("auto", &["eth0", "veth0"], &["eth0"]);
     let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     let ft = o.desired.flowtable.as_ref().unwrap();
-    assert!(ft.hw_offload);
-    assert_eq!(ft.devices, set(&["eth0"]));
-    let rest = o.desired.fallback.as_ref().unwrap();
-    assert!(!rest.hw_offload);
-    assert_eq!(rest.devices, set(&["veth0"]));
+    assert!(!ft.hw_offload);
+    assert_eq!(ft.devices, set(&["eth0", "veth0"]));
+    assert_eq!(o.desired.flowtables().count(), 1);
     match &o.hardware {
         HardwareOutcome::Fallback { refused, accepted } => {
             assert_eq!(accepted, &["eth0"]);
@@ -121,7 +119,11 @@ fn auto_splits_hardware_and_software_per_device() {
         other => panic!("{other:?}"),
     }
     assert_eq!(k.applied.len(), 1);
-    assert!(o.desired.to_string().contains("flow add @ft_sw"));
+    let text = o.hardware.to_string();
+    assert!(
+        text.contains("refused by veth0; eth0 would take it"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -131,7 +133,6 @@ fn auto_with_no_device_accepting_is_one_software_flowtable() {
     let ft = o.desired.flowtable.as_ref().unwrap();
     assert!(!ft.hw_offload);
     assert_eq!(ft.devices, set(&["eth0", "veth0"]));
-    assert!(o.desired.fallback.is_none());
     assert!(
         matches!(&o.hardware, HardwareOutcome::Fallback { refused, accepted } if refused.len() == 2 && accepted.is_empty())
     );
@@ -142,11 +143,9 @@ fn a_shaped_device_stays_on_software_without_a_trial() {
     let (mut k, mut d, hw) = setup("auto", &["eth0", "wan"], &["eth0", "wan"]);
     d.shaped.insert("wan".into(), "cake qdisc on wan".into());
     let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
-    assert_eq!(
-        o.desired.flowtable.as_ref().unwrap().devices,
-        set(&["eth0"])
-    );
-    assert_eq!(o.desired.fallback.as_ref().unwrap().devices, set(&["wan"]));
+    let ft = o.desired.flowtable.as_ref().unwrap();
+    assert!(!ft.hw_offload);
+    assert_eq!(ft.devices, set(&["eth0", "wan"]));
     match &o.hardware {
         HardwareOutcome::Fallback { refused, .. } => {
             assert_eq!(refused[0].0, "wan");
@@ -168,7 +167,6 @@ fn auto_keeps_hardware_when_all_accept() {
     let o = apply_with_hardware(&mut k, &d, hw, &mut Memory::default()).unwrap();
     assert_eq!(o.hardware, HardwareOutcome::Active);
     assert!(o.desired.flowtable.unwrap().hw_offload);
-    assert!(o.desired.fallback.is_none());
 }
 
 #[test]

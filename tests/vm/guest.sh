@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # VM tier, run inside the guest (a kernel with flowtables). Writes one line per check to
 # $OUT/results ("ok NAME" or "not ok NAME: why") and "complete" to $OUT/done at the end;
-# tests/vm/run.sh judges them on the host. Usage: guest.sh OUT OFFLOADD_BINARY
+# tests/vm/run.sh judges them on the host. Usage: guest.sh OUT OFFLOADD_BINARY [SECTION]
 set -u
 OUT=$1
 OFFLOADD=$2
@@ -24,6 +24,20 @@ judge() {
     if printf '%s\n' "$obs" | "$@"; then ok "$name"; else fail "$name" "$(printf '%s' "$obs" | head -c 600)"; fi
 }
 has_offload() { grep -q '\[OFFLOAD\]'; }
+# stdin: a `flow add` rule as nft lists it; prints "iif A B ... oif A B ..." with each
+# set's names sorted (nft lists a hash set's elements in the kernel's order).
+match_sets() {
+    python3 -c '
+import re, sys
+line = sys.stdin.read()
+out = []
+for key in ("iifname", "oifname"):
+    m = re.search(key + r" \{ ([^}]*) \}", line)
+    names = sorted(n.strip().strip(chr(34)) for n in m.group(1).split(",")) if m else []
+    out.append(key[:3] + " " + " ".join(names))
+print(" ".join(out))'
+}
+export -f match_sets
 # stdin: conntrack lines of one flow; established, on the normal path.
 fell_back() { local o; o=$(cat); grep -q ESTABLISHED <<<"$o" && ! grep -q OFFLOAD <<<"$o"; }
 table_exists() { in_router nft list table inet offloadd >/dev/null 2>&1; }
@@ -45,6 +59,8 @@ conf() { # conf FILE HARDWARE [extra lines]
 }
 
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
+# SECTION (third argument, from VM_ONLY): "all", or "openwrt" for that lab alone.
+if [ "${3:-all}" = all ]; then
 lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
 add_forward_counter
 start_servers 7777 5060
@@ -61,11 +77,6 @@ conf "$T/off.toml" off '[[offload.exclude]]' 'l4proto = "udp"' 'dport = ["5060"]
     '[[offload.exclude]]' 'mark = "0x10/0xff"' 'iif = ["lan0"]'
 in_router "$OFFLOADD" plan --config "$T/off.toml" >"$T/plan-off.nft" 2>&1
 check plan_is_valid_nft "$(in_router nft -c -f "$T/plan-off.nft" 2>&1 | head -3)" in_router nft -c -f "$T/plan-off.nft"
-# The split layout (hardware ft + software ft_sw) is valid too; veth cannot take the
-# hardware flag, so it is checked without it, on the lab's devices.
-sed -e '/flags offload/d' -e 's/lan1, lan2/lan0/; s/"lan1", "lan2"/"lan0"/g; s/{ wan }/{ wan0 }/' \
-    "$REPO/tests/golden/split.nft" >"$T/split.nft"
-check split_layout_is_valid_nft "$(in_router nft -c -f "$T/split.nft" 2>&1 | head -3)" in_router nft -c -f "$T/split.nft"
 # With hardware requested the plan has `flags offload`, which veth refuses: nft says so too.
 in_router "$OFFLOADD" plan --config "$T/auto.toml" >"$T/plan-auto.nft" 2>&1
 check nft_refuses_hw_on_veth_too "$(in_router nft -c -f "$T/plan-auto.nft" 2>&1 | head -2)" \
@@ -77,6 +88,10 @@ check table_has_owner_flag "no 'flags owner'" grep -q 'flags owner' "$OUT/table.
 check mark_and_device_exclusion_applied "$(grep -E 'mark|iifname|oifname' "$OUT/table.nft")" bash -c \
     "grep -q 'ct mark & 0x000000ff == 0x00000010 ct direction original iifname \"lan0\" return' '$OUT/table.nft' && grep -q 'ct direction reply oifname \"lan0\" return' '$OUT/table.nft'"
 check hw_auto_falls_back "flags offload present" bash -c "! grep -q 'flags offload' '$OUT/table.nft'"
+# flow add only for flows between configured devices: a flow to any other device (a VPN,
+# a Docker bridge) would be marked OFFLOAD and still take the slow path.
+judge flow_add_limited_to_configured_devices "$(grep 'flow add' "$OUT/table.nft")" \
+    bash -c '[ "$(match_sets)" = "iif lan0 wan0 wan1 oif lan0 wan0 wan1" ]'
 check hw_auto_reports_each_device "$(grep -i hardware "$OUT/offloadd-auto.log")" bash -c \
     "grep -q 'device=lan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log' && grep -q 'device=wan0 reason=driver does not support TC_SETUP_FT (EOPNOTSUPP)' '$OUT/offloadd-auto.log'"
 check missing_device_warned "no warning for wan1" grep -q "device=wan1" "$OUT/offloadd-auto.log"
@@ -264,6 +279,11 @@ check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw
 
 # --- OpenWrt source and fw4 coexistence.
 . "$REPO/tests/vm/fw4.sh"
+fi
+
+# --- An OpenWrt-shaped router: DSA-shaped ports, PPPoE, NAT, IPv6, VLAN, WireGuard.
+lab_down
+. "$REPO/tests/vm/openwrt.sh"
 
 lab_down
 echo complete >"$OUT/done"

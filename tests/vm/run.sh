@@ -2,6 +2,7 @@
 # VM tier: boots the Debian kernel (which has flowtables) with virtme-ng under TCG and
 # runs tests/vm/guest.sh in it. Judges the guest's results on the host: vng's own exit
 # code is not reliable under the console fallback. Usage: run.sh [OFFLOADD_BINARY]
+# VM_ONLY=openwrt runs that lab alone (for work on it; CI runs everything).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$repo/target/release/offloadd}
@@ -11,8 +12,8 @@ out=$(mktemp -d /tmp/offloadd-vm.XXXXXX)
 chmod 777 "$out"
 echo "vm: booting $(basename "$kernel") under TCG (about a minute) ..."
 # softlockup_panic + timeout: a guest that locks up fails fast instead of hanging CI.
-timeout 900 vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$out" --run "$kernel" \
-    --append softlockup_panic=1 --exec "$repo/tests/vm/guest.sh $out $bin" >"$out/vng.log" 2>&1 || true
+timeout 1500 vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$out" --run "$kernel" \
+    --append softlockup_panic=1 --exec "$repo/tests/vm/guest.sh $out $bin ${VM_ONLY:-all}" >"$out/vng.log" 2>&1 || true
 if [ -f "$out/results" ]; then cat "$out/results"; fi
 pass=$(grep -c '^ok ' "$out/results" 2>/dev/null || true)
 failed=$(grep -c '^not ok ' "$out/results" 2>/dev/null || true)
