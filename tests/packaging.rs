@@ -184,3 +184,50 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&security.stdout)
     );
 }
+
+/// The OpenWrt Makefile's version fields are valid for opkg and for apk (25.12), its
+/// licence file exists, and `packaging/openwrt-sdk.sh` puts a tarball into an SDK's dl/
+/// whose sha256 is the PKG_HASH it wrote, with the sources under offloadd-VERSION/.
+#[test]
+fn openwrt_package_builds_from_a_tarball_with_its_hash() {
+    let make = std::fs::read_to_string(repo().join("openwrt-package/Makefile")).unwrap();
+    let field = |k: &str| {
+        make.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:=")))
+            .unwrap_or_else(|| panic!("no {k} in the Makefile"))
+            .to_string()
+    };
+    let version = field("PKG_VERSION");
+    // apk: digits and dots, then an optional _alpha/_beta/_pre/_rc suffix.
+    let (num, suffix) = version.split_once('_').unwrap_or((&version, ""));
+    assert!(
+        num.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        "PKG_VERSION {version} is not valid for apk"
+    );
+    assert!(suffix.is_empty() || ["alpha", "beta", "pre", "rc"].iter().any(|s| suffix.starts_with(s)));
+    assert!(field("PKG_RELEASE").bytes().all(|b| b.is_ascii_digit()));
+    assert!(repo().join(field("PKG_LICENSE_FILES")).is_file());
+    assert!(!make.contains("example.invalid"));
+    if tool("git").is_none() || !repo().join(".git").exists() {
+        return;
+    }
+    let sdk = std::env::temp_dir().join(format!("offloadd-sdk-{}", std::process::id()));
+    std::fs::create_dir_all(&sdk).unwrap();
+    let out = Command::new(repo().join("packaging/openwrt-sdk.sh"))
+        .arg(&sdk)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tarball = sdk.join(format!("dl/offloadd-{version}.tar.gz"));
+    let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let sum = sum.split_whitespace().next().unwrap();
+    let copied = std::fs::read_to_string(sdk.join("package/offloadd/Makefile")).unwrap();
+    assert!(copied.contains(&format!("PKG_HASH:={sum}\n")), "hash not written");
+    let list = Command::new("tar").arg("tzf").arg(&tarball).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    for f in ["Cargo.toml", "Cargo.lock", "LICENSE", "src/main.rs"] {
+        assert!(list.lines().any(|l| l == format!("offloadd-{version}/{f}")), "{f} not in the tarball");
+    }
+    std::fs::remove_dir_all(sdk).unwrap();
+}

@@ -270,6 +270,7 @@ impl<'a> FlowAddRule<'a> {
                 for d in devices {
                     s.add(&IfNameKey(d.to_string()));
                 }
+                sys::set_key_host_byteorder(s.as_ptr());
                 s
             };
             (make(), make())

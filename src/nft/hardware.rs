@@ -194,7 +194,9 @@ fn decide_hardware<K: Kernel>(
     if hw == Hardware::Off || !wants_hw {
         return Ok((all_sw, HardwareOutcome::Off));
     }
-    let mut all_hw = all_sw.clone();
+    // The plan's own devices: bridge ports and VLAN parents, not the configured devices
+    // the software layout uses.
+    let mut all_hw = d.clone();
     if let Some(ft) = &mut all_hw.flowtable {
         ft.hw_offload = true;
     }

@@ -288,3 +288,23 @@ pub(super) fn alloc<T>(p: *mut T) -> NonNull<T> {
     // libnftnl allocation failure means malloc failed: nothing sensible is left to do.
     NonNull::new(p).unwrap_or_else(|| std::process::abort())
 }
+
+/// Marks a set's key as host byte order in the set's user data, as nft does for string
+/// keys (`ifname`). The kernel ignores user data; nft reads it to print the elements:
+/// without it nft takes the key as big endian, reverses the bytes and prints every
+/// interface name as "" (the NUL padding comes first).
+pub fn set_key_host_byteorder(set: NonNull<sys::nftnl_set>) {
+    // One nftnl_udata TLV: type NFTNL_UDATA_SET_KEYBYTEORDER (0), length 4, and nft's
+    // BYTEORDER_HOST_ENDIAN (1) as a host-order u32.
+    let mut udata = vec![0u8, 4];
+    udata.extend_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: a valid set; libnftnl copies the bytes before returning.
+    unsafe {
+        sys::nftnl_set_set_data(
+            set.as_ptr(),
+            sys::NFTNL_SET_USERDATA as u16,
+            udata.as_ptr() as *const c_void,
+            udata.len() as u32,
+        );
+    }
+}
