@@ -55,6 +55,10 @@ pub struct Facts {
     pub modules: Vec<(&'static str, bool)>,
     /// Other tables' flowtables that cover configured devices.
     pub duplicates: Vec<String>,
+    /// Every other forward base chain (ip, ip6, inet), and our chain's priority: the live
+    /// one when a daemon runs, else what it would choose.
+    pub forward_chains: Vec<crate::plan::ForwardChain>,
+    pub priority: Option<(i32, bool)>,
     /// Flowtable devices with SQM/QoS shaping, and by what.
     pub shaped: std::collections::BTreeMap<String, String>,
     pub ip_forward: Option<bool>,
@@ -179,6 +183,35 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
             Result::Ok(()) => out.push(f(Level::Ok, format!("hardware offload: {dev} accepts it"), None)),
             Err(e) if require => out.push(f(Level::Fail, format!("hardware offload: {dev} refuses: {e}"), Some("hardware = \"require\" will not start; use \"auto\" to let it use software offload"))),
             Err(e) => out.push(f(Level::Warn, format!("hardware offload: {dev} refuses: {e}"), Some("it uses software offload (hardware = \"auto\")"))),
+        }
+    }
+    if let Some((ours, live)) = x.priority {
+        let when = if live { "runs" } else { "would run" };
+        let mut late: Vec<String> = Vec::new();
+        for c in &x.forward_chains {
+            if c.priority >= ours {
+                late.push(c.to_string());
+            }
+        }
+        let list: Vec<String> = x.forward_chains.iter().map(|c| c.to_string()).collect();
+        let ours_text = crate::plan::priority_text(ours);
+        if late.is_empty() {
+            let others = if list.is_empty() {
+                "no other forward chain".to_string()
+            } else {
+                format!("after {}", list.join(", "))
+            };
+            out.push(f(
+                Level::Ok,
+                format!("forward chain at {ours_text} {when} {others}"),
+                None,
+            ));
+        } else {
+            out.push(f(
+                Level::Fail,
+                format!("forward chain at {ours_text} {when} before {}: a flow could be offloaded before that chain judged it", late.join(", ")),
+                Some("leave [offload] priority out (offloadd then places its chain after every other), or set it above these"),
+            ));
         }
     }
     for d in &x.duplicates {
@@ -307,6 +340,13 @@ pub fn gather(source: &Source) -> Facts {
     if let Ok(actual) = nft.read() {
         x.duplicates = crate::daemon::duplicates(&cfg, &actual);
         x.live = actual.table.is_some();
+        let live = actual.chains.iter().find_map(|c| c.hook.map(|h| h.1));
+        let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward).0;
+        x.priority = Some(match live {
+            Some(p) => (p, true),
+            None => (planned, false),
+        });
+        x.forward_chains = actual.foreign_forward;
     }
     let trial = if x.live {
         Ok(())

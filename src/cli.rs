@@ -189,8 +189,17 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
         let sysfs = std::path::Path::new(crate::link::SYSFS_NET);
         links.resolve_lowers(&cfg.offload.devices, sysfs);
     }
-    let desired =
+    let mut desired =
         plan(&cfg, &links).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+    // After every other forward chain, as the daemon would place it now.
+    let priority_note = match crate::nft::Nft::open().and_then(|mut n| n.read()) {
+        Ok(actual) => {
+            let (p, why) = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward);
+            desired.priority = p;
+            why
+        }
+        Err(_) => "the live ruleset could not be read (run as root to see where it goes after the firewall's chains)".into(),
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&desired)?);
         return Ok(ExitCode::SUCCESS);
@@ -207,6 +216,10 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
             lower.join(", ")
         );
     }
+    println!(
+        "# forward chain priority {}: {priority_note}",
+        crate::plan::priority_text(desired.priority)
+    );
     if cfg.offload.hardware == config::Hardware::Auto {
         println!("# hardware = \"auto\": if any device refuses \"flags offload\", the flowtable is software over the configured devices");
     }

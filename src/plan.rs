@@ -16,9 +16,12 @@ pub const TABLE: &str = "offloadd";
 pub const FLOWTABLE: &str = "ft";
 /// Our base chain inside `TABLE`.
 pub const CHAIN: &str = "forward";
-/// Forward hook priority: filter (0) + 10, so a packet reaches us only after every
-/// filter chain at the standard priority (fw4's, the distribution firewall's) accepted it.
-pub const CHAIN_PRIORITY: i32 = 10;
+/// Our forward chain's priority when no other forward chain is at or above it: well above
+/// the firewalls we know (fw4 and iptables-nft at filter (0), firewalld at filter + 10,
+/// iptables' security table at + 50), so a packet reaches us only after all of them
+/// accepted it. Chains of equal priority run in an order nobody can promise (the one
+/// registered last runs first), so ours must be strictly higher than every other.
+pub const CHAIN_PRIORITY: i32 = 200;
 /// Flowtable ingress hook priority.
 pub const FLOWTABLE_PRIORITY: i32 = 0;
 /// Upper bound on exclusion rules, so a config cannot make a chain that slows every packet.
@@ -49,6 +52,8 @@ pub struct Desired {
     /// Configured devices that the flowtables name through others (hardware mode:
     /// bridge -> ports, VLAN -> parent).
     pub via: BTreeMap<String, Vec<String>>,
+    /// Our forward chain's priority (see `choose_priority`).
+    pub priority: i32,
     /// Flowtable devices that are shaped (SQM/QoS), and by what. Filled by the caller
     /// from the kernel's qdiscs; hardware offload would bypass the shaper, so these stay
     /// on software offload.
@@ -162,6 +167,7 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         }),
         configured,
         matches,
+        priority: cfg.offload.priority.unwrap_or(CHAIN_PRIORITY),
         excludes,
         missing,
         via,
@@ -349,6 +355,58 @@ impl Desired {
     }
 }
 
+/// A forward base chain of another table (any of ip, ip6, inet).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForwardChain {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub priority: i32,
+}
+
+impl fmt::Display for ForwardChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} ({})",
+            self.family,
+            self.table,
+            self.chain,
+            priority_text(self.priority)
+        )
+    }
+}
+
+/// Our chain's priority and why, given the other forward chains: a fixed `[offload]
+/// priority` as configured, else `CHAIN_PRIORITY` or, when another chain is at or above
+/// it, one more than the highest. `others` never holds our own chain.
+pub fn choose_priority(fixed: Option<i32>, others: &[ForwardChain]) -> (i32, String) {
+    let highest = others.iter().max_by_key(|c| c.priority);
+    match (fixed, highest) {
+        (Some(p), Some(h)) if h.priority >= p => (
+            p,
+            format!("fixed by [offload] priority, NOT after {h}: that chain runs after ours and may drop what we offload"),
+        ),
+        (Some(p), _) => (p, "fixed by [offload] priority".into()),
+        (None, Some(h)) if h.priority >= CHAIN_PRIORITY => {
+            (h.priority + 1, format!("after the highest other forward chain, {h}"))
+        }
+        (None, Some(h)) => (CHAIN_PRIORITY, format!("after every other forward chain (highest: {h})")),
+        (None, None) => (CHAIN_PRIORITY, "no other forward chain".into()),
+    }
+}
+
+/// As nft prints a filter chain's priority: `filter`, `filter + 10`, `filter - 5`, and
+/// a plain number further than 10 from it (`200`).
+pub fn priority_text(p: i32) -> String {
+    match p {
+        0 => "filter".into(),
+        1..=10 => format!("filter + {p}"),
+        -10..=-1 => format!("filter - {}", -p),
+        p => p.to_string(),
+    }
+}
+
 fn ip_word(p: &IpPrefix) -> &'static str {
     if p.addr.is_ipv4() {
         "ip"
@@ -417,7 +475,8 @@ impl fmt::Display for Desired {
         writeln!(f, "\tchain {CHAIN} {{")?;
         writeln!(
             f,
-            "\t\ttype filter hook forward priority filter + {CHAIN_PRIORITY}; policy accept;"
+            "\t\ttype filter hook forward priority {}; policy accept;",
+            priority_text(self.priority)
         )?;
         for r in &self.excludes {
             writeln!(f, "\t\t{r}")?;

@@ -279,3 +279,43 @@ fn device_exclusions_follow_the_connection_in_both_directions() {
     let d = plan(&only_mark, &LinkSnapshot::default()).unwrap();
     assert_eq!(d.excludes[0].to_string(), "ct mark 0x7 return");
 }
+
+#[test]
+fn our_chain_runs_after_every_other_forward_chain() {
+    let fc = |family: &str, table: &str, priority| ForwardChain {
+        family: family.into(),
+        table: table.into(),
+        chain: "forward".into(),
+        priority,
+    };
+    // fw4 (filter), firewalld (filter + 10), iptables-nft's security table (+ 50).
+    let known = [
+        fc("inet", "fw4", 0),
+        fc("inet", "firewalld", 10),
+        fc("ip", "security", 50),
+    ];
+    let (p, why) = choose_priority(None, &known);
+    assert_eq!(p, CHAIN_PRIORITY);
+    assert!(why.contains("ip security forward (50)"), "{why}");
+    // A chain at or above ours: one more than the highest.
+    let (p, why) = choose_priority(None, &[fc("ip6", "late", 200), fc("inet", "fw4", 0)]);
+    assert_eq!(p, 201);
+    assert!(why.contains("ip6 late forward (200)"), "{why}");
+    assert_eq!(choose_priority(None, &[]).0, CHAIN_PRIORITY);
+    // Fixed: kept, and said when another chain runs after it.
+    assert_eq!(
+        choose_priority(Some(300), &known),
+        (300, "fixed by [offload] priority".into())
+    );
+    let (p, why) = choose_priority(Some(20), &known);
+    assert_eq!(p, 20);
+    assert!(why.contains("NOT after ip security forward"), "{why}");
+    assert_eq!(priority_text(-5), "filter - 5");
+    let cfg = parse_toml("[offload]\npriority = 400\n").unwrap();
+    assert_eq!(plan(&cfg, &LinkSnapshot::default()).unwrap().priority, 400);
+    let e = parse_toml("[offload]\npriority = 0\n").unwrap_err();
+    assert!(
+        e.message.contains("priority 0 is not valid") && e.line == 2,
+        "{e:?}"
+    );
+}

@@ -21,6 +21,11 @@ pub struct Status {
     /// Table flag `owner` (Linux ≥ 5.12): the kernel removes our table if we die.
     pub owner_flag: Option<bool>,
     pub hardware: Hardware,
+    /// Our forward chain's priority as applied, and why (after every other forward chain).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    #[serde(default)]
+    pub priority_why: String,
     pub devices: Vec<Device>,
     /// Flowtables of other tables (observe mode reports on these).
     pub other_flowtables: Vec<String>,

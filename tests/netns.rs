@@ -99,7 +99,7 @@ fn applied_rules_read_as_the_plan_says() {
     t.join().unwrap();
     assert!(listing.contains("flags owner"), "{listing}");
     assert!(
-        listing.contains("type filter hook forward priority filter + 10; policy accept;"),
+        listing.contains("type filter hook forward priority 200; policy accept;"),
         "{listing}"
     );
     assert!(

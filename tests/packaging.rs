@@ -201,10 +201,16 @@ fn openwrt_package_builds_from_a_tarball_with_its_hash() {
     // apk: digits and dots, then an optional _alpha/_beta/_pre/_rc suffix.
     let (num, suffix) = version.split_once('_').unwrap_or((&version, ""));
     assert!(
-        num.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+        num.split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
         "PKG_VERSION {version} is not valid for apk"
     );
-    assert!(suffix.is_empty() || ["alpha", "beta", "pre", "rc"].iter().any(|s| suffix.starts_with(s)));
+    assert!(
+        suffix.is_empty()
+            || ["alpha", "beta", "pre", "rc"]
+                .iter()
+                .any(|s| suffix.starts_with(s))
+    );
     assert!(field("PKG_RELEASE").bytes().all(|b| b.is_ascii_digit()));
     assert!(repo().join(field("PKG_LICENSE_FILES")).is_file());
     assert!(!make.contains("example.invalid"));
@@ -217,17 +223,31 @@ fn openwrt_package_builds_from_a_tarball_with_its_hash() {
         .arg(&sdk)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let tarball = sdk.join(format!("dl/offloadd-{version}.tar.gz"));
     let sum = Command::new("sha256sum").arg(&tarball).output().unwrap();
     let sum = String::from_utf8_lossy(&sum.stdout);
     let sum = sum.split_whitespace().next().unwrap();
     let copied = std::fs::read_to_string(sdk.join("package/offloadd/Makefile")).unwrap();
-    assert!(copied.contains(&format!("PKG_HASH:={sum}\n")), "hash not written");
-    let list = Command::new("tar").arg("tzf").arg(&tarball).output().unwrap();
+    assert!(
+        copied.contains(&format!("PKG_HASH:={sum}\n")),
+        "hash not written"
+    );
+    let list = Command::new("tar")
+        .arg("tzf")
+        .arg(&tarball)
+        .output()
+        .unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     for f in ["Cargo.toml", "Cargo.lock", "LICENSE", "src/main.rs"] {
-        assert!(list.lines().any(|l| l == format!("offloadd-{version}/{f}")), "{f} not in the tarball");
+        assert!(
+            list.lines().any(|l| l == format!("offloadd-{version}/{f}")),
+            "{f} not in the tarball"
+        );
     }
     std::fs::remove_dir_all(sdk).unwrap();
 }

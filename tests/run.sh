@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test tier: unit (no root), netns (host kernel, namespaces the tests create),
-# VM (a Debian kernel with flowtables under virtme-ng). Installs what it needs.
+# VM (a Debian kernel with flowtables under virtme-ng), cross (router CPUs under
+# qemu-user). Installs what it needs.
 # With CI=true a root-only test that cannot run fails instead of skipping.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,19 +19,24 @@ cargo_rc=${PIPESTATUS[0]}
 
 echo "== scripts: sh -n and shellcheck"
 script_fail=0
-for f in tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh .ci/run; do
+for f in tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh packaging/*.sh .ci/run; do
     bash -n "$f" || script_fail=$((script_fail + 1))
 done
-shellcheck -S error -s bash tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh .ci/run || script_fail=$((script_fail + 1))
+shellcheck -S error -s bash tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh packaging/*.sh .ci/run || script_fail=$((script_fail + 1))
 
 echo "== VM tier"
 tests/vm/run.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"
 vm_rc=${PIPESTATUS[0]}
+
+echo "== cross tier (aarch64, armv7, s390x under qemu-user)"
+tests/cross.sh 2>&1 | tee -a "$log"
+cross_rc=${PIPESTATUS[0]}
 
 passed=$(awk '/^test result:/ {gsub(";", ""); p += $4} /^vm: [0-9]+ passed/ {p += $2} END {print p + 0}' "$log")
 failed=$(awk '/^test result:/ {gsub(";", ""); f += $6} /^vm: [0-9]+ passed/ {f += $4} END {print f + 0}' "$log")
 failed=$((failed + script_fail))
 [ "$cargo_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 [ "$vm_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+[ "$cross_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

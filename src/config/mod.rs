@@ -107,6 +107,9 @@ pub struct OffloadConfig {
     pub l3_devices: std::collections::BTreeMap<String, Vec<String>>,
     /// Hardware offload policy.
     pub hardware: Hardware,
+    /// A fixed priority for our forward chain; `None` places it after every other
+    /// forward chain, from the live ruleset (`plan::choose_priority`).
+    pub priority: Option<i32>,
     /// Keep conntrack byte/packet counters right for offloaded flows (nlbwmon, accounting).
     pub counter: bool,
     /// Which changes of other nf_tables tables flush the flowtable, so offloaded flows
@@ -140,6 +143,16 @@ pub struct Exclude {
     pub iif: Vec<String>,
     /// Devices the connection goes out on (its original direction's output device).
     pub oif: Vec<String>,
+}
+
+/// `[offload] priority`: within what nft accepts for a filter chain's hook, and above the
+/// standard filter priority, or the chain would run before the firewall it must follow.
+pub fn check_priority(p: i64) -> Result<i32, String> {
+    if (1..=100_000).contains(&p) {
+        Ok(p as i32)
+    } else {
+        Err(format!("priority {p} is not valid: give a number from 1 to 100000 (above filter, 0), or leave it out to run after every other forward chain"))
+    }
 }
 
 impl Exclude {
@@ -186,6 +199,7 @@ impl Default for Config {
                 devices: Vec::new(),
                 l3_devices: std::collections::BTreeMap::new(),
                 hardware: Hardware::Auto,
+                priority: None,
                 counter: true,
                 flush_on_change: FlushOn::Rules,
                 exclude: Vec::new(),

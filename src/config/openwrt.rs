@@ -113,6 +113,7 @@ pub fn from_uci(
             "zone",
             "device",
             "counter",
+            "priority",
             "flush_on_change",
             "flush_on_firewall_change",
         ];
@@ -164,6 +165,12 @@ pub fn from_uci(
         if let Some((v, l)) = main.single(key) {
             cfg.offload.flush_on_change = FlushOn::parse(v).map_err(|m| off(l, m))?;
         }
+    }
+    if let Some((v, l)) = main.single("priority") {
+        let n: i64 = v
+            .parse()
+            .map_err(|_| off(l, format!("priority '{v}' is not a number")))?;
+        cfg.offload.priority = Some(super::check_priority(n).map_err(|m| off(l, m))?);
     }
     if let Some((v, l)) = main.single("counter") {
         cfg.offload.counter = parse_bool(v).map_err(|m| off(l, m))?;

@@ -9,6 +9,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::check_priority;
 use super::values::parse_duration;
 use super::{
     Config, Exclude, FlushOn, Hardware, Mode, ParseError, MAX_EVENT_BUFFER, MIN_EVENT_BUFFER,
@@ -29,6 +30,7 @@ struct RawOffload {
     devices: Option<Vec<Spanned<String>>>,
     l3_devices: Option<Spanned<std::collections::BTreeMap<String, Vec<Spanned<String>>>>>,
     hardware: Option<Spanned<String>>,
+    priority: Option<Spanned<i64>>,
     counter: Option<bool>,
     flush_on_firewall_change: Option<Spanned<BoolOrWord>>,
     exclude: Option<Vec<Spanned<RawExclude>>>,
@@ -149,6 +151,10 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
                 BoolOrWord::Word(w) => FlushOn::parse(&w),
             }
             .map_err(|m| ParseError::new(line, m))?;
+        }
+        if let Some(p) = o.priority {
+            cfg.offload.priority =
+                Some(check_priority(*p.get_ref()).map_err(|m| ParseError::new(at(p.span()), m))?);
         }
         if let Some(c) = o.counter {
             cfg.offload.counter = c;

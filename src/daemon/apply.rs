@@ -12,7 +12,7 @@ use super::{view, Links};
 use crate::config::{Config, Hardware};
 use crate::link::{self, LinkSnapshot};
 use crate::nft::{Applied, ApplyRequest, NftError, NftHandle};
-use crate::plan::{plan, TABLE};
+use crate::plan::{choose_priority, plan, TABLE};
 use crate::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and read-back.
@@ -52,6 +52,11 @@ async fn apply(
     loop {
         let mut desired = plan(cfg, &links_for(cfg, links))
             .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+        // After every other forward chain as the kernel has them now; a chain added
+        // later is a ruleset change, which brings us back here.
+        let others = nft.read().await?.foreign_forward;
+        let (priority, priority_why) = choose_priority(cfg.offload.priority, &others);
+        desired.priority = priority;
         let devices = desired.shaping_candidates();
         match link::shaped_now(&devices).await {
             Ok(s) => desired.shaped = s,
@@ -85,9 +90,10 @@ async fn apply(
             }
             Ok(mut a) => {
                 a.flushed |= flushed;
+                a.priority_why = priority_why;
                 let devices: Vec<&str> = a.desired.devices().collect();
                 if a.changed {
-                    info!(table = TABLE, devices = ?devices, missing = ?a.desired.missing, hardware = %a.hardware, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
+                    info!(table = TABLE, devices = ?devices, missing = ?a.desired.missing, hardware = %a.hardware, priority = a.desired.priority, priority_why = %a.priority_why, owner = a.owner, took_ms = a.took.as_millis() as u64, "applied ruleset");
                 } else {
                     debug!(table = TABLE, "ruleset unchanged");
                 }

@@ -243,6 +243,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     debug!(tables = ?change.tables, elements_only = change.elements_only, flush_on_firewall_change = %policy, "another table changed; not flushing");
                 }
                 react::flush_state(&status, &flushes, None);
+                // A chain may have appeared at or above ours: plan again (nothing is sent
+                // when the priority still puts us after every other forward chain).
+                if !change.elements_only {
+                    converge = Some(Why::Event);
+                }
             }
             _ = until(flushes.due()) => converge = Some(Why::Event),
             _ = until(retry.map(|r| r.0)) => converge = Some(Why::Start),

@@ -111,6 +111,8 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
         st.kernel_flowtables = Some(true);
     }
     st.owner_flag = Some(a.owner);
+    st.priority = Some(a.desired.priority);
+    st.priority_why = a.priority_why.clone();
     let (refused, accepted): (Vec<Refusal>, Vec<String>) = match &a.hardware {
         HardwareOutcome::Fallback { refused, accepted } => (
             refused
@@ -128,7 +130,9 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
         (HardwareOutcome::Off, _) => "off",
         (HardwareOutcome::Active, _) => "active",
         (HardwareOutcome::Fallback { .. }, true) => "fallback (software offload)",
-        (HardwareOutcome::Fallback { .. }, false) => "partial (refusing devices on software)",
+        (HardwareOutcome::Fallback { .. }, false) => {
+            "fallback (software offload; some devices would take hardware alone)"
+        }
     }
     .into();
     st.devices = cfg

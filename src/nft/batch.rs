@@ -9,8 +9,7 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, T
 
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
-    CtDir, Desired, ExcludeRule, Flowtable, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY,
-    TABLE,
+    CtDir, Desired, ExcludeRule, Flowtable, CHAIN, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE,
 };
 
 pub use super::built::{nfnl_type, BuiltBatch, Delivery, Object};
@@ -64,7 +63,7 @@ pub fn create(desired: &Desired, flags: TableFlags, replace: bool) -> BuiltBatch
 
     let table = Table::new(name(TABLE), ProtoFamily::Inet);
     let mut chain = Chain::new(name(CHAIN), &table);
-    chain.set_hook(Hook::Forward, CHAIN_PRIORITY);
+    chain.set_hook(Hook::Forward, desired.priority);
     chain.set_type(ChainType::Filter);
     chain.set_policy(Policy::Accept);
     batch.add(&chain, MsgType::Add);

@@ -31,6 +31,8 @@ pub struct Applied {
     pub left_out: Vec<(String, String)>,
     /// Whether the table carries the owner flag.
     pub owner: bool,
+    /// Why our chain has the priority it has (filled by the daemon, which chose it).
+    pub priority_why: String,
 }
 
 /// How to apply a plan.
@@ -67,6 +69,7 @@ fn apply_request(
         took: start.elapsed(),
         owner: nft.owner(),
         left_out: o.left_out,
+        priority_why: String::new(),
     })
 }
 

@@ -289,14 +289,18 @@ fn hardware_is_tried_on_the_ports_and_falls_back_to_the_configured_devices() {
     )
     .unwrap();
     let mut links = LinkSnapshot::from_names(["br-lan", "lan1", "lan2", "phy0-ap0", "wan"]);
-    links.set_lowers("br-lan", vec!["lan1".into(), "lan2".into(), "phy0-ap0".into()]);
+    links.set_lowers(
+        "br-lan",
+        vec!["lan1".into(), "lan2".into(), "phy0-ap0".into()],
+    );
     let d = plan(&cfg, &links).unwrap();
 
     let mut all = Fake {
         hw_ok: set(&["lan1", "lan2", "phy0-ap0", "wan"]),
         ..Fake::default()
     };
-    let o = apply_with_hardware(&mut all, &d, cfg.offload.hardware, &mut Memory::default()).unwrap();
+    let o =
+        apply_with_hardware(&mut all, &d, cfg.offload.hardware, &mut Memory::default()).unwrap();
     assert_eq!(o.hardware, HardwareOutcome::Active);
     let ft = o.desired.flowtable.as_ref().unwrap();
     assert_eq!(ft.devices, set(&["lan1", "lan2", "phy0-ap0", "wan"]));
@@ -305,15 +309,23 @@ fn hardware_is_tried_on_the_ports_and_falls_back_to_the_configured_devices() {
         hw_ok: set(&["lan1", "lan2", "wan"]),
         ..Fake::default()
     };
-    let o = apply_with_hardware(&mut wifi_refuses, &d, cfg.offload.hardware, &mut Memory::default())
-        .unwrap();
+    let o = apply_with_hardware(
+        &mut wifi_refuses,
+        &d,
+        cfg.offload.hardware,
+        &mut Memory::default(),
+    )
+    .unwrap();
     assert_eq!(wifi_refuses.probed, ["lan1", "lan2", "phy0-ap0", "wan"]);
     let ft = o.desired.flowtable.as_ref().unwrap();
     assert!(!ft.hw_offload);
     assert_eq!(ft.devices, set(&["br-lan", "wan"]));
     match &o.hardware {
         HardwareOutcome::Fallback { refused, accepted } => {
-            assert_eq!(refused.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>(), ["phy0-ap0"]);
+            assert_eq!(
+                refused.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>(),
+                ["phy0-ap0"]
+            );
             assert_eq!(accepted, &["lan1", "lan2", "wan"]);
         }
         other => panic!("{other:?}"),

@@ -242,7 +242,12 @@ impl Kernel for Nft {
                     return self.confirm(desired, rules);
                 }
                 batch::update_devices(&changes)
-            } else if flush && actual.table.is_some() && actual.chains.len() == 1 {
+            } else if flush
+                && actual.table.is_some()
+                && matches!(actual.chains.as_slice(), [c] if c.hook.is_some_and(|h| h.1 == desired.priority))
+            {
+                // A chain at another priority cannot be moved: the full replace below
+                // deletes the table, which flushes too.
                 let existing: Vec<&str> =
                     actual.flowtables.iter().map(|f| f.name.as_str()).collect();
                 batch::flush(desired, &existing)

@@ -8,7 +8,7 @@ use nftnl_sys::libc;
 use super::batch::DeviceChange;
 use super::socket::NftSocket;
 use super::sys::{self, ChainInfo, FlowtableInfo, RuleInfo, TableInfo};
-use crate::plan::{Desired, CHAIN, CHAIN_PRIORITY, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE};
+use crate::plan::{Desired, ForwardChain, CHAIN, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE};
 
 /// What the kernel has.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,9 @@ pub struct Actual {
     pub rules: Vec<RuleInfo>,
     /// Flowtables in every other table, any family (fw4's `inet fw4 ft`, hand-made ones).
     pub foreign_flowtables: Vec<FlowtableInfo>,
+    /// Forward base chains of every other table of families ip, ip6 and inet: ours must
+    /// run after all of them.
+    pub foreign_forward: Vec<ForwardChain>,
     /// The ruleset generation of this reading (the same before and after its dumps): a
     /// batch decided on it carries it, and the kernel refuses it (ERESTART) if anyone
     /// committed since.
@@ -70,7 +73,7 @@ impl Actual {
         let flowtables = sock.dump(sys::NFT_MSG_GETFLOWTABLE, unspec, &[], |m| unsafe {
             sys::parse_flowtable(m)
         })?;
-        let chains = sock.dump(libc::NFT_MSG_GETCHAIN, inet, &[], |m| unsafe {
+        let chains = sock.dump(libc::NFT_MSG_GETCHAIN, unspec, &[], |m| unsafe {
             sys::parse_chain(m)
         })?;
         // Only our table's rules (NFTA_RULE_TABLE in a dump request filters in the
@@ -83,18 +86,40 @@ impl Actual {
         let (mine, foreign): (Vec<_>, Vec<_>) = flowtables
             .into_iter()
             .partition(|f| ours(f.family, &f.table));
+        let (my_chains, other_chains): (Vec<_>, Vec<_>) =
+            chains.into_iter().partition(|c| ours(c.family, &c.table));
+        let foreign_forward = other_chains
+            .into_iter()
+            .filter_map(|c| {
+                let family = match c.family as i32 {
+                    libc::NFPROTO_IPV4 => "ip",
+                    libc::NFPROTO_IPV6 => "ip6",
+                    libc::NFPROTO_INET => "inet",
+                    _ => return None,
+                };
+                match c.hook {
+                    Some((hook, priority, _)) if hook == libc::NF_INET_FORWARD as u32 => {
+                        Some(ForwardChain {
+                            family: family.into(),
+                            table: c.table,
+                            chain: c.name,
+                            priority,
+                        })
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
         Ok(Actual {
             table: tables.into_iter().find(|t| ours(t.family, &t.name)),
             flowtables: mine,
-            chains: chains
-                .into_iter()
-                .filter(|c| ours(c.family, &c.table))
-                .collect(),
+            chains: my_chains,
             rules: rules
                 .into_iter()
                 .filter(|r| ours(r.family, &r.table))
                 .collect(),
             foreign_flowtables: foreign,
+            foreign_forward,
             generation,
         })
     }
@@ -204,7 +229,7 @@ impl Actual {
                 && c.hook
                     == Some((
                         libc::NF_INET_FORWARD as u32,
-                        CHAIN_PRIORITY,
+                        desired.priority,
                         libc::NF_ACCEPT as u32,
                     )) => {}
             other => return Err(format!("chains differ: {other:?}")),

@@ -190,6 +190,14 @@ pub fn status_text(st: &Status) -> String {
     for r in &st.hardware.refused {
         let _ = writeln!(o, "            {}: {}", r.device, r.reason);
     }
+    if let Some(p) = st.priority {
+        let _ = writeln!(
+            o,
+            "priority:   forward chain at {} ({})",
+            crate::plan::priority_text(p),
+            st.priority_why
+        );
+    }
     let width = st.devices.iter().map(|d| d.name.len()).max().unwrap_or(0);
     for (i, d) in st.devices.iter().enumerate() {
         let label = if i == 0 { "devices:" } else { "" };

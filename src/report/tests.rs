@@ -106,6 +106,8 @@ fn status() -> Status {
         role_why: "mode = \"auto\" and no other flowtable covers the configured devices".into(),
         kernel_flowtables: Some(true),
         owner_flag: Some(true),
+        priority: Some(200),
+        priority_why: "after every other forward chain (highest: inet fw4 forward (filter))".into(),
         hardware: Hardware {
             policy: "auto".into(),
             state: "fallback".into(),
@@ -184,6 +186,7 @@ mode:       manage (mode = \"auto\" and no other flowtable covers the configured
 kernel:     flowtables yes, table owner flag yes
 hardware:   auto -> fallback
             lan0: driver does not support TC_SETUP_FT (EOPNOTSUPP)
+priority:   forward chain at 200 (after every other forward chain (highest: inet fw4 forward (filter)))
 devices:    lan0    in flowtable (software): hardware refused
             wlan0   missing (added when it appears)
             br-lan  in flowtable (hardware) via lan1, lan2

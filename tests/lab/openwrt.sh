@@ -38,7 +38,8 @@ ow_host() {
 
 ow_up() {
     ow_down
-    modprobe -a pppoe ppp_generic wireguard macvlan 8021q nf_nat 2>/dev/null
+    modprobe -a pppoe ppp_generic wireguard macvlan 8021q bridge nf_nat nft_chain_nat nft_nat nft_masq \
+        nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
     ip netns add "$OW" && ip netns add "$OWISP" || return 1
     ip -n "$OW" link set lo up; ip -n "$OWISP" link set lo up
     ip netns exec "$OW" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1

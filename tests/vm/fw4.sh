@@ -109,5 +109,23 @@ FL1=$(grep -c 'firewall changed; flushed' "$OUT/offloadd-fw4auto.log")
 check our_table_survives_fw4_reload "table handle $TH -> $TH1" test -n "$TH" -a "$TH1" = "$TH"
 check fw4_reload_flushes_our_flowtable "flowtable handle $FH -> $FH1, flushes logged $FL0 -> $FL1" test -n "$FH1" -a "$FH1" != "$FH" -a "$FL1" -gt "$FL0"
 check still_managing_after_fw4_reload "role changed" role_is manage
+# Another program adds a forward chain above ours (iptables-nft's security table sits at
+# 50, a user's at 250): our chain moves after it, in one batch, and back when it goes.
+our_priority() { in_router nft list chain inet offloadd forward 2>/dev/null | sed -n 's/.*hook forward priority \([^;]*\);.*/\1/p'; }
+export -f our_priority
+P0=$(our_priority)
+in_router nft -f - <<'NFT'
+table ip late {
+    chain late_fwd { type filter hook forward priority 250; policy accept; }
+}
+NFT
+poll 5 bash -c '[ "$(our_priority)" = 251 ]'
+judge chain_moves_after_a_new_forward_chain "before: $P0; now: $(our_priority); $(grep 'applied ruleset' "$OUT/offloadd-fw4auto.log" | tail -1)" \
+    bash -c 'o=$(cat); grep -q "before: 200; now: 251;" <<<"$o" && grep -q "priority_why=after the highest other forward chain, ip late late_fwd (250)" <<<"$o"'
+"$OFFLOADD" status >"$OUT/status-priority.txt" 2>&1
+judge status_shows_the_priority "$(grep priority: "$OUT/status-priority.txt")" grep -q 'forward chain at 251 (after the highest other forward chain, ip late late_fwd (250))'
+in_router nft delete table ip late
+poll 5 bash -c '[ "$(our_priority)" = 200 ]'
+judge chain_moves_back_when_it_goes "now: $(our_priority)" grep -q 'now: 200$'
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet fw4 2>/dev/null

@@ -1,5 +1,5 @@
 # VM tier, sourced by guest.sh: firewall changes reach offloaded flows (issue 6).
-# A "main firewall" table at priority filter decides; offloadd's chain (filter + 10) only
+# A "main firewall" table at priority filter decides; offloadd's chain (priority 200, after every other forward chain) only
 # offloads what it accepted. Offloaded packets skip every rule, so a drop rule added later
 # does not reach an offloaded stream, unless offloadd flushes its flowtable on the
 # change (default). Shown both ways.
