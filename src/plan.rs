@@ -22,6 +22,23 @@ pub const CHAIN: &str = "forward";
 /// accepted it. Chains of equal priority run in an order nobody can promise (the one
 /// registered last runs first), so ours must be strictly higher than every other.
 pub const CHAIN_PRIORITY: i32 = 200;
+/// Conntrack label bits that record, per connection, that a packet of the original
+/// (reply) direction reached our chain, so every other forward chain accepted one. The
+/// flow is added only when both are set: a direction some firewall drops never gets
+/// the other direction's packets through the flowtable. The two highest bits, away from
+/// the low ones people name in /etc/connlabel.conf.
+pub const LABEL_ORIGINAL: u8 = 126;
+pub const LABEL_REPLY: u8 = 127;
+
+/// A label bit as the 16-byte bitmap the kernel keeps (bit N in byte N / 8, as nft
+/// writes it on little-endian machines; on big-endian ones the bytes are the same, the
+/// bit nft would call by that number differs, and our set and test still agree).
+pub fn label_bytes(bit: u8) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[usize::from(bit / 8)] = 1 << (bit % 8);
+    b
+}
+
 /// Flowtable ingress hook priority.
 pub const FLOWTABLE_PRIORITY: i32 = 0;
 /// Upper bound on exclusion rules, so a config cannot make a chain that slows every packet.
@@ -485,7 +502,9 @@ impl fmt::Display for Desired {
         if self.flowtable.is_some() && !names.is_empty() {
             let set: Vec<String> = names.iter().map(|d| format!("\"{d}\"")).collect();
             let set = set.join(", ");
-            writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
+            writeln!(f, "\t\tct direction original ct label set {LABEL_ORIGINAL}")?;
+            writeln!(f, "\t\tct direction reply ct label set {LABEL_REPLY}")?;
+            writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct label {LABEL_ORIGINAL} ct label {LABEL_REPLY} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
         }
         writeln!(f, "\t}}")?;
         writeln!(f, "}}")

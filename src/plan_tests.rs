@@ -247,7 +247,7 @@ fn flow_add_covers_only_configured_devices_and_their_l3_names() {
     .unwrap();
     let text = d.to_string();
     assert!(
-        text.contains("iifname { \"br-lan\", \"ppp0\", \"wan\" } oifname { \"br-lan\", \"ppp0\", \"wan\" } ct state established"),
+        text.contains("iifname { \"br-lan\", \"ppp0\", \"wan\" } oifname { \"br-lan\", \"ppp0\", \"wan\" } ct label 126 ct label 127 ct state established"),
         "{text}"
     );
     assert!(!text.contains("docker0"), "{text}");

@@ -22,8 +22,8 @@ fn plan_and_build(cfg: &Config) {
     let _ = desired.to_string();
     let built = batch::create(&desired, TableFlags { owner: true }, true);
     // Every rule we built must read back through libnftnl's parser: the exclusions and,
-    // when some device is configured, the flow add rule.
-    let flow_add = usize::from(!desired.match_names().is_empty());
+    // when some device is configured, the two direction labels and the flow add rule.
+    let flow_add = 3 * usize::from(!desired.match_names().is_empty());
     assert_eq!(
         built.rule_texts().len(),
         desired.excludes.len() + flow_add,

@@ -9,7 +9,8 @@ use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, T
 
 use super::sys::{self, CtOriginal, FlowOffload, FlowtableMsg, RangeEq, TableMsg};
 use crate::plan::{
-    CtDir, Desired, ExcludeRule, Flowtable, CHAIN, FLOWTABLE, FLOWTABLE_PRIORITY, TABLE,
+    label_bytes, CtDir, Desired, ExcludeRule, Flowtable, CHAIN, FLOWTABLE, FLOWTABLE_PRIORITY,
+    LABEL_ORIGINAL, LABEL_REPLY, TABLE,
 };
 
 pub use super::built::{nfnl_type, BuiltBatch, Delivery, Object};
@@ -130,6 +131,20 @@ fn add_rules(
     };
     let names: Vec<&str> = desired.match_names().into_iter().collect();
     if desired.flowtable.is_some() && !names.is_empty() {
+        for (dir, bit) in [(0u8, LABEL_ORIGINAL), (1u8, LABEL_REPLY)] {
+            // ct direction <dir> ct label set <bit>: this direction got through.
+            let mut rule = Rule::new(chain);
+            rule.add_expr(&sys::CtKey(libc::NFT_CT_DIRECTION as u32));
+            rule.add_expr(&Cmp::new(CmpOp::Eq, dir));
+            // An array, not a slice: Immediate sends the bytes of its value as it is.
+            rule.add_expr(&nftnl::expr::Immediate::new(
+                label_bytes(bit),
+                nftnl::expr::Register::Reg1,
+            ));
+            rule.add_expr(&sys::CtLabelSet);
+            batch.add(&rule, MsgType::Add);
+            labels.push(Object::FlowAdd);
+        }
         let mut r = FlowAddRule::new(table, Some(names.as_slice()), &mut next_set);
         r.add_to(batch, labels, chain, FLOWTABLE);
     }
@@ -302,6 +317,13 @@ impl<'a> FlowAddRule<'a> {
             rule.add_expr(&Lookup::new(*i));
             rule.add_expr(&Meta::OifName);
             rule.add_expr(&Lookup::new(*o));
+        }
+        // ct label 126 ct label 127: both directions got through every other chain.
+        for bit in [LABEL_ORIGINAL, LABEL_REPLY] {
+            let zero = [0u8; 16];
+            rule.add_expr(&sys::CtKey(libc::NFT_CT_LABELS as u32));
+            rule.add_expr(&Bitwise::new(label_bytes(bit).as_slice(), zero.as_slice()));
+            rule.add_expr(&Cmp::new(CmpOp::Neq, zero.as_slice()));
         }
         // ct state established
         rule.add_expr(&Conntrack::State);

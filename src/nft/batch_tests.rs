@@ -92,7 +92,36 @@ fn trial_is_the_batch_without_end() {
 fn rules_render_as_kernel_expressions() {
     let b = create(&desired(), TableFlags { owner: true }, false);
     let rules = b.rule_texts();
-    assert_eq!(rules.len(), 5);
+    assert_eq!(rules.len(), 7);
+    // After the exclusions: each direction marks its label bit, then flow add needs both.
+    for (rule, dir, word) in [
+        (&rules[4], "0x00000000", "0x40000000"),
+        (&rules[5], "0x00000001", "0x80000000"),
+    ] {
+        assert!(rule.contains("[ ct load direction => reg 1 ]"), "{rule}");
+        assert!(rule.contains(&format!("[ cmp eq reg 1 {dir} ]")), "{rule}");
+        assert!(
+            rule.contains(&format!(
+                "[ immediate reg 1 0x00000000 0x00000000 0x00000000 {word} ]"
+            )),
+            "{rule}"
+        );
+        assert!(rule.ends_with("[ ct set label with reg 1 ]"), "{rule}");
+    }
+    assert!(
+        rules[6].contains("[ ct load label => reg 1 ]"),
+        "{}",
+        rules[6]
+    );
+    assert!(
+        rules[6]
+            .contains("[ bitwise reg 1 = ( reg 1 & 0x00000000 0x00000000 0x00000000 0x40000000 )")
+            && rules[6].contains(
+                "[ bitwise reg 1 = ( reg 1 & 0x00000000 0x00000000 0x00000000 0x80000000 )"
+            ),
+        "{}",
+        rules[6]
+    );
     assert!(
         rules[0].contains("[ meta load l4proto => reg 1 ]"),
         "{}",
@@ -125,9 +154,9 @@ fn rules_render_as_kernel_expressions() {
         rules[3]
     );
     assert!(
-        rules[4].ends_with("[ flow_offload flowtable ft ]"),
+        rules[6].ends_with("[ flow_offload flowtable ft ]"),
         "{}",
-        rules[4]
+        rules[6]
     );
 }
 

@@ -59,7 +59,17 @@ conf() { # conf FILE HARDWARE [extra lines]
 }
 
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
-# SECTION (third argument, from VM_ONLY): "all", or "openwrt" for that lab alone.
+# SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
+# "policy" for the two-veth lab's firewall checks alone.
+if [ "${3:-all}" = policy ]; then
+    lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
+    add_forward_counter
+    start_servers 7777 5060
+    . "$REPO/tests/vm/policy.sh"
+    lab_down
+    echo complete >"$OUT/done"
+    exit 0
+fi
 if [ "${3:-all}" = all ]; then
 lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
 add_forward_counter

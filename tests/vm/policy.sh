@@ -123,3 +123,45 @@ check status_keeps_shaped_device_on_software "$(grep -E 'wan0' "$OUT/status-sqm.
     "device_state wan0 | grep -q '^in_flowtable wan0: hardware refused: shaped (cake qdisc on wan0): hardware offload would bypass the shaper' && grep -q 'warnings:.*wan0: shaped\|^ *wan0: shaped (cake' '$OUT/status-sqm.txt'"
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router tc qdisc del dev wan0 root
+
+# Both directions: a chain of another table and family drops the established replies of
+# an echo service (UDP 5300). A flow used to be added on a request once conntrack had
+# seen a reply (at prerouting, before that drop), and the next replies then took the
+# flowtable past the drop (730 of 731 got through). offloadd adds a flow only after a
+# packet of each direction reached its chain, that is, passed every other chain.
+# (a) the dropping chain exists first, at the same priority as ours (fixed at 200, so
+# only the direction labels stand between the replies and the flowtable);
+# (b) it is added while offloadd runs with its priority chosen (it moves after it).
+in_wan python3 "$REPO/tests/lab/udp_echo.py" server 5300 &
+disown
+replyfw() {
+    in_router nft -f - <<'NFT'
+table ip replyfw {
+    chain fwd_drop { type filter hook forward priority 200; policy accept; udp sport 5300 ct state established counter drop; }
+}
+NFT
+}
+echo_through() { # echo_through LABEL SPORT: the client's count and the flow's conntrack line
+    in_lan python3 "$REPO/tests/lab/udp_echo.py" client 198.18.2.2 5300 6 "$2" 2>&1 | tail -1
+    flows udp 5300 | grep "sport=$2"
+}
+never_through() { local o; o=$(cat); grep -q 'received 0$' <<<"$o" && ! grep -q OFFLOAD <<<"$o" && grep -q 'sport=' <<<"$o"; }
+replyfw
+printf '[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\npriority = 200\n' >"$T/sameprio.toml"
+start_offloadd "$T/sameprio.toml" "$OUT/offloadd-sameprio.log"
+judge dropped_replies_never_offloaded_at_equal_priority "$(echo_through same 40531)" never_through
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router nft delete table ip replyfw
+conf "$T/bothdir.toml" off
+start_offloadd "$T/bothdir.toml" "$OUT/offloadd-bothdir.log"
+replyfw
+sleep 1.5
+judge dropped_replies_never_offloaded_chain_added_later "$(echo_through later 40532; in_router nft list chain inet offloadd forward | grep 'hook forward')" never_through
+# The echo without the drop: offloaded as before (both labels set on the first exchange).
+in_router nft delete table ip replyfw
+sleep 1.5
+run_udp 6 5300 40533 "$T/udp-bothdir.log"
+poll 5 bash -c "flows udp 5300 | grep sport=40533 | grep -q OFFLOAD"
+judge accepted_both_ways_still_offloaded "$(flows udp 5300 | grep sport=40533)" has_offload
+wait "$UDP_PID" 2>/dev/null
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"

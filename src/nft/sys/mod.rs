@@ -308,3 +308,29 @@ pub fn set_key_host_byteorder(set: NonNull<sys::nftnl_set>) {
         );
     }
 }
+
+/// `ct label set` from register 1: ORs the register's bits into the connection's label
+/// bitmap (nf_connlabels_replace with the value as its own mask), leaving other bits
+/// (the user's labels) alone. A connection created while no rule used labels has no
+/// label storage, and the set does nothing.
+pub struct CtLabelSet;
+
+impl Expression for CtLabelSet {
+    fn to_expr(&self, _rule: &Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: as for FlowOffload.
+        unsafe {
+            let e = alloc(sys::nftnl_expr_alloc(c"ct".as_ptr()));
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_CT_KEY as u16,
+                libc::NFT_CT_LABELS as u32,
+            );
+            sys::nftnl_expr_set_u32(
+                e.as_ptr(),
+                sys::NFTNL_EXPR_CT_SREG as u16,
+                libc::NFT_REG_1 as u32,
+            );
+            e
+        }
+    }
+}
