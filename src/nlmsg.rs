@@ -40,11 +40,20 @@ mod tests {
     #[test]
     fn attribute_lookup_skips_padding_and_stops_at_garbage() {
         // type 1 "ab" (len 6, padded to 8), then type 0x8002 (byte-order flag) u32.
-        let mut run = vec![6, 0, 1, 0, b'a', b'b', 0, 0, 8, 0, 2, 0x80, 0, 0, 0, 7];
+        // Attribute headers are in host byte order.
+        let hdr = |len: u16, ty: u16| [len.to_ne_bytes(), ty.to_ne_bytes()].concat();
+        let mut run = [
+            hdr(6, 1),
+            b"ab\0\0".to_vec(),
+            hdr(8, 0x8002),
+            vec![0, 0, 0, 7],
+        ]
+        .concat();
         assert_eq!(attr(&run, 1), Some(&b"ab"[..]));
         assert_eq!(attr(&run, 2), Some(&[0, 0, 0, 7][..]));
         assert_eq!(attr(&run, 3), None);
-        run[8] = 200; // second attribute claims more bytes than there are
+        // The second attribute claims more bytes than there are.
+        run[8..10].copy_from_slice(&200u16.to_ne_bytes());
         assert_eq!(attr(&run, 2), None);
     }
 

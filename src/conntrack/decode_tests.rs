@@ -8,8 +8,66 @@ use std::net::IpAddr;
 use super::*;
 use crate::conntrack::{Path, IPS_HW_OFFLOAD, IPS_OFFLOAD};
 
-const DUMP: &[u8] = include_bytes!("../../tests/fixtures/ct/dump.bin");
-const EVENTS: &[u8] = include_bytes!("../../tests/fixtures/ct/events.bin");
+const DUMP_LE: &[u8] = include_bytes!("../../tests/fixtures/ct/dump.bin");
+const EVENTS_LE: &[u8] = include_bytes!("../../tests/fixtures/ct/events.bin");
+
+/// The recordings in this host's byte order. They were made on x86, and netlink puts
+/// its own headers (message and attribute lengths and types) in host order while
+/// ctnetlink's values are big-endian; so on a big-endian host (the s390x cross tier) the
+/// headers are swapped, nested attributes (NLA_F_NESTED) included, and values left alone.
+fn host_order(recorded: &[u8]) -> Vec<u8> {
+    let mut b = recorded.to_vec();
+    if cfg!(target_endian = "little") {
+        return b;
+    }
+    fn swap(b: &mut [u8]) {
+        b.reverse();
+    }
+    fn attrs(b: &mut [u8]) {
+        let mut off = 0;
+        while off + 4 <= b.len() {
+            let len = u16::from_le_bytes([b[off], b[off + 1]]) as usize;
+            let ty = u16::from_le_bytes([b[off + 2], b[off + 3]]);
+            swap(&mut b[off..off + 2]);
+            swap(&mut b[off + 2..off + 4]);
+            if len < 4 || off + len > b.len() {
+                return;
+            }
+            if ty & 0x8000 != 0 {
+                attrs(&mut b[off + 4..off + len]);
+            }
+            off += (len + 3) & !3;
+        }
+    }
+    let mut off = 0;
+    while off + 16 <= b.len() {
+        let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+        let ty = u16::from_le_bytes([b[off + 4], b[off + 5]]);
+        for (at, n) in [(0, 4), (4, 2), (6, 2), (8, 4), (12, 4)] {
+            swap(&mut b[off + at..off + at + n]);
+        }
+        if len < 16 || off + len > b.len() {
+            break;
+        }
+        match ty {
+            // NLMSG_DONE and NLMSG_ERROR start with an int.
+            2 | 3 if len >= 20 => swap(&mut b[off + 16..off + 20]),
+            // ctnetlink: nfgenmsg (res_id is big-endian already), then attributes.
+            t if t >> 8 == 1 && len >= 20 => attrs(&mut b[off + 20..off + len]),
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    b
+}
+
+fn dump() -> Vec<u8> {
+    host_order(DUMP_LE)
+}
+
+fn events() -> Vec<u8> {
+    host_order(EVENTS_LE)
+}
 
 fn decode_all(bytes: &[u8]) -> (Vec<Event>, bool) {
     let mut out = Vec::new();
@@ -39,7 +97,8 @@ fn ip(s: &str) -> IpAddr {
 /// The first message of the dump with CTA_STATUS rewritten: no NIC here can produce
 /// IPS_HW_OFFLOAD, so the hardware entry is the recorded one with the bits set by hand.
 fn first_with_status(status: u32) -> Vec<u8> {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+    let d = dump();
+    let Some(Message::Conntrack { bytes, .. }) = messages(&d).next() else {
         panic!()
     };
     let mut msg = bytes.to_vec();
@@ -58,7 +117,7 @@ fn first_with_status(status: u32) -> Vec<u8> {
 
 #[test]
 fn dump_decodes_tcp_v4_with_mark_state_and_counters() {
-    let (events, done) = decode_all(DUMP);
+    let (events, done) = decode_all(&dump());
     assert!(done, "a dump ends with NLMSG_DONE");
     assert_eq!(events.len(), 3);
     let tcp = events[0].entry;
@@ -81,7 +140,7 @@ fn dump_decodes_tcp_v4_with_mark_state_and_counters() {
 
 #[test]
 fn dump_decodes_udp_v6_in_a_zone() {
-    let (events, _) = decode_all(DUMP);
+    let (events, _) = decode_all(&dump());
     let zoned = events[1].entry;
     assert_eq!(zoned.key.proto, UDP);
     assert_eq!(zoned.key.zone, 7);
@@ -99,7 +158,7 @@ fn dump_decodes_udp_v6_in_a_zone() {
 
 #[test]
 fn events_carry_new_update_destroy() {
-    let (events, _) = decode_all(EVENTS);
+    let (events, _) = decode_all(&events());
     let kinds: Vec<(EventKind, u8)> = events.iter().map(|e| (e.kind, e.entry.key.proto)).collect();
     use EventKind::*;
     assert_eq!(
@@ -134,7 +193,8 @@ fn offload_bits_classify() {
 
 #[test]
 fn truncated_messages_are_errors_not_panics() {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+    let d = dump();
+    let Some(Message::Conntrack { bytes, .. }) = messages(&d).next() else {
         panic!()
     };
     for cut in 0..bytes.len() {
@@ -147,7 +207,8 @@ fn truncated_messages_are_errors_not_panics() {
 
 #[test]
 fn non_entry_messages_are_skipped() {
-    let Some(Message::Conntrack { bytes, .. }) = messages(DUMP).next() else {
+    let d = dump();
+    let Some(Message::Conntrack { bytes, .. }) = messages(&d).next() else {
         panic!()
     };
     assert_eq!(decode(4, 0, bytes).unwrap(), None);

@@ -277,10 +277,9 @@ mod tests {
         assert_eq!(req[16], 0, "AF_UNSPEC: both families");
         // CTA_STATUS then CTA_STATUS_MASK, both IPS_OFFLOAD big-endian
         let attrs = &req[20..];
-        assert_eq!(
-            attrs,
-            [8, 0, 3, 0, 0, 0, 0x40, 0, 8, 0, 26, 0, 0, 0, 0x40, 0]
-        );
+        // Attribute headers in host order, the values in network order.
+        let attr = |ty: u16| [8u16.to_ne_bytes(), ty.to_ne_bytes(), [0, 0], [0x40, 0]].concat();
+        assert_eq!(attrs, [attr(3), attr(26)].concat());
         assert_eq!(dump_request(DumpFilter::All, 1).len(), 20);
     }
 }

@@ -88,6 +88,19 @@ fn trial_is_the_batch_without_end() {
     assert_eq!(m[0].2.len(), 20, "a trial carries no generation");
 }
 
+/// Bytes as libnftnl prints register data: 4-byte words in the host's byte order (so a
+/// big-endian host prints network-order data as it is), the last one zero-padded.
+fn words(b: &[u8]) -> String {
+    b.chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            format!("0x{:08x}", u32::from_ne_bytes(w))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn rules_render_as_kernel_expressions() {
     let b = create(&desired(), TableFlags { owner: true }, false);
@@ -95,14 +108,23 @@ fn rules_render_as_kernel_expressions() {
     assert_eq!(rules.len(), 7);
     // After the exclusions: each direction marks its label bit, then flow add needs both.
     for (rule, dir, word) in [
-        (&rules[4], "0x00000000", "0x40000000"),
-        (&rules[5], "0x00000001", "0x80000000"),
+        (
+            &rules[4],
+            words(&[0]),
+            words(&label_bytes(LABEL_ORIGINAL)[12..]),
+        ),
+        (
+            &rules[5],
+            words(&[1]),
+            words(&label_bytes(LABEL_REPLY)[12..]),
+        ),
     ] {
         assert!(rule.contains("[ ct load direction => reg 1 ]"), "{rule}");
         assert!(rule.contains(&format!("[ cmp eq reg 1 {dir} ]")), "{rule}");
         assert!(
             rule.contains(&format!(
-                "[ immediate reg 1 0x00000000 0x00000000 0x00000000 {word} ]"
+                "[ immediate reg 1 {z} {z} {z} {word} ]",
+                z = words(&[0, 0, 0, 0])
             )),
             "{rule}"
         );
@@ -114,11 +136,13 @@ fn rules_render_as_kernel_expressions() {
         rules[6]
     );
     assert!(
-        rules[6]
-            .contains("[ bitwise reg 1 = ( reg 1 & 0x00000000 0x00000000 0x00000000 0x40000000 )")
-            && rules[6].contains(
-                "[ bitwise reg 1 = ( reg 1 & 0x00000000 0x00000000 0x00000000 0x80000000 )"
-            ),
+        rules[6].contains(&format!(
+            "[ bitwise reg 1 = ( reg 1 & {} )",
+            words(&label_bytes(LABEL_ORIGINAL))
+        )) && rules[6].contains(&format!(
+            "[ bitwise reg 1 = ( reg 1 & {} )",
+            words(&label_bytes(LABEL_REPLY))
+        )),
         "{}",
         rules[6]
     );
@@ -134,7 +158,11 @@ fn rules_render_as_kernel_expressions() {
     );
     // 10000-20000 in network byte order, printed as little-endian words.
     assert!(
-        rules[1].contains("[ range eq reg 1 0x00001027 0x0000204e ]"),
+        rules[1].contains(&format!(
+            "[ range eq reg 1 {} {} ]",
+            words(&10000u16.to_be_bytes()),
+            words(&20000u16.to_be_bytes())
+        )),
         "{}",
         rules[1]
     );
@@ -149,7 +177,10 @@ fn rules_render_as_kernel_expressions() {
         rules[3]
     );
     assert!(
-        rules[3].contains("[ cmp eq reg 1 0xb80d0120 "),
+        rules[3].contains(&format!(
+            "[ cmp eq reg 1 {} ",
+            words(&[0x20, 0x01, 0x0d, 0xb8])
+        )),
         "{}",
         rules[3]
     );
@@ -248,12 +279,15 @@ fn mark_and_device_exclusions_are_kernel_expressions() {
     );
     // "wlan0" as four little-endian words, zero-padded to IFNAMSIZ.
     assert!(
-        original.contains("[ cmp eq reg 1 0x6e616c77 0x00000030 0x00000000 0x00000000 ]"),
+        original.contains(&format!(
+            "[ cmp eq reg 1 {} ]",
+            words(b"wlan0\0\0\0\0\0\0\0\0\0\0\0")
+        )),
         "{original}"
     );
     let reply = &rules[1];
     assert!(
-        reply.contains("[ cmp eq reg 1 0x00000001 ]")
+        reply.contains(&format!("[ cmp eq reg 1 {} ]", words(&[1])))
             && reply.contains("[ meta load oifname => reg 1 ]"),
         "{reply}"
     );

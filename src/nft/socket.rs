@@ -392,7 +392,8 @@ mod tests {
         );
         assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 77);
         assert_eq!(r[16], 1);
-        assert_eq!(&r[20..24], &[13, 0, 1, 0]);
+        assert_eq!(&r[20..22], &13u16.to_ne_bytes());
+        assert_eq!(&r[22..24], &1u16.to_ne_bytes());
         assert_eq!(&r[24..33], b"offloadd\0");
         assert_eq!(messages(&r).len(), 1);
     }
