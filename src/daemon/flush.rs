@@ -22,6 +22,8 @@ pub struct FlushSchedule {
     /// Tables whose changes the next flush answers, deduplicated.
     tables: Vec<String>,
     failures: u32,
+    /// When the first change the due flush answers arrived.
+    since: Option<Instant>,
     /// Commits not flushed for: set elements only (policy "rules"), or policy "off".
     pub ignored: u64,
 }
@@ -44,6 +46,7 @@ impl FlushSchedule {
             }
         }
         self.due.get_or_insert(now + SETTLE);
+        self.since.get_or_insert(now);
         true
     }
 
@@ -57,11 +60,12 @@ impl FlushSchedule {
         &self.tables
     }
 
-    /// The flush happened.
-    pub fn done(&mut self) -> Vec<String> {
+    /// The flush happened: the tables it was for, and when the first of their changes
+    /// arrived (so the log can say how long the change took to reach offloaded flows).
+    pub fn done(&mut self) -> (Vec<String>, Option<Instant>) {
         self.due = None;
         self.failures = 0;
-        std::mem::take(&mut self.tables)
+        (std::mem::take(&mut self.tables), self.since.take())
     }
 
     /// The flush failed: it stays due, later. Returns the delay.
@@ -75,6 +79,7 @@ impl FlushSchedule {
 
     /// Nothing to flush any more (we stopped managing: no table, no offloaded flows).
     pub fn cancel(&mut self) {
+        self.since = None;
         self.due = None;
         self.failures = 0;
         self.tables.clear();
@@ -109,7 +114,14 @@ mod tests {
             t0 + Duration::from_millis(30)
         ));
         assert_eq!(s.due(), Some(t0 + SETTLE), "the window does not move");
-        assert_eq!(s.done(), ["inet fw4", "inet other"]);
+        // The flush answers both, timed from the first change.
+        assert_eq!(
+            s.done(),
+            (
+                vec!["inet fw4".to_string(), "inet other".to_string()],
+                Some(t0)
+            )
+        );
         assert_eq!(s.due(), None);
     }
 

@@ -293,8 +293,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     info!("applied after earlier failures");
                 }
                 if flush {
-                    let tables = flushes.done();
-                    react::flushed(&status, tables, a.flushed, started.elapsed());
+                    let (tables, since) = flushes.done();
+                    react::flushed(&status, tables, a.flushed, started.elapsed(), since);
                 }
             }
             Err(e) => {

@@ -21,13 +21,22 @@ pub async fn recv_change(
 
 /// Records a flush that happened (`did`: the flowtables were replaced; false when there
 /// was no table to flush, so no flow of ours was offloaded).
-pub fn flushed(status: &Mutex<Status>, tables: Vec<String>, did: bool, took: Duration) {
+pub fn flushed(
+    status: &Mutex<Status>,
+    tables: Vec<String>,
+    did: bool,
+    took: Duration,
+    since: Option<std::time::Instant>,
+) {
     let mut st = status.lock().unwrap();
     st.flush_pending = None;
     if !did {
         return;
     }
-    info!(tables = ?tables, took_ms = took.as_millis() as u64, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
+    // since_change_ms: from the kernel's notification of the (first) change to the end
+    // of the flush, the daemon's whole share of the delay.
+    let since_ms = since.map_or(0, |t| t.elapsed().as_millis() as u64);
+    info!(tables = ?tables, took_ms = took.as_millis() as u64, since_change_ms = since_ms, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
     st.flushes += 1;
     st.last_flush = Some(crate::status::Flush {
         at_unix_ms: crate::conntrack::unix_ms(),
