@@ -5,10 +5,16 @@
 //! Nothing here touches the kernel.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use crate::config::{Config, Exclude, IpPrefix, L4Proto, Mark, PortRange};
 use crate::link::LinkSnapshot;
+
+mod order;
+mod render;
+pub use order::{
+    choose_priority, label_bytes, priority_text, ForwardChain, CHAIN_PRIORITY, LABEL_ORIGINAL,
+    LABEL_REPLY,
+};
 
 /// Our table (family inet) as DESIGN.md names it.
 pub const TABLE: &str = "offloadd";
@@ -16,29 +22,6 @@ pub const TABLE: &str = "offloadd";
 pub const FLOWTABLE: &str = "ft";
 /// Our base chain inside `TABLE`.
 pub const CHAIN: &str = "forward";
-/// Our forward chain's priority when no other forward chain is at or above it: well above
-/// the firewalls we know (fw4 and iptables-nft at filter (0), firewalld at filter + 10,
-/// iptables' security table at + 50), so a packet reaches us only after all of them
-/// accepted it. Chains of equal priority run in an order nobody can promise (the one
-/// registered last runs first), so ours must be strictly higher than every other.
-pub const CHAIN_PRIORITY: i32 = 200;
-/// Conntrack label bits that record, per connection, that a packet of the original
-/// (reply) direction reached our chain, so every other forward chain accepted one. The
-/// flow is added only when both are set: a direction some firewall drops never gets
-/// the other direction's packets through the flowtable. The two highest bits, away from
-/// the low ones people name in /etc/connlabel.conf.
-pub const LABEL_ORIGINAL: u8 = 126;
-pub const LABEL_REPLY: u8 = 127;
-
-/// A label bit as the 16-byte bitmap the kernel keeps (bit N in byte N / 8, as nft
-/// writes it on little-endian machines; on big-endian ones the bytes are the same, the
-/// bit nft would call by that number differs, and our set and test still agree).
-pub fn label_bytes(bit: u8) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[usize::from(bit / 8)] = 1 << (bit % 8);
-    b
-}
-
 /// Flowtable ingress hook priority.
 pub const FLOWTABLE_PRIORITY: i32 = 0;
 /// Upper bound on exclusion rules, so a config cannot make a chain that slows every packet.
@@ -369,145 +352,6 @@ impl Desired {
             d
         };
         shape(self) == shape(other)
-    }
-}
-
-/// A forward base chain of another table (any of ip, ip6, inet).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ForwardChain {
-    pub family: String,
-    pub table: String,
-    pub chain: String,
-    pub priority: i32,
-}
-
-impl fmt::Display for ForwardChain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {} {} ({})",
-            self.family,
-            self.table,
-            self.chain,
-            priority_text(self.priority)
-        )
-    }
-}
-
-/// Our chain's priority and why, given the other forward chains: a fixed `[offload]
-/// priority` as configured, else `CHAIN_PRIORITY` or, when another chain is at or above
-/// it, one more than the highest. `others` never holds our own chain.
-pub fn choose_priority(fixed: Option<i32>, others: &[ForwardChain]) -> (i32, String) {
-    let highest = others.iter().max_by_key(|c| c.priority);
-    match (fixed, highest) {
-        (Some(p), Some(h)) if h.priority >= p => (
-            p,
-            format!("fixed by [offload] priority, NOT after {h}: that chain runs after ours and may drop what we offload"),
-        ),
-        (Some(p), _) => (p, "fixed by [offload] priority".into()),
-        (None, Some(h)) if h.priority >= CHAIN_PRIORITY => {
-            (h.priority + 1, format!("after the highest other forward chain, {h}"))
-        }
-        (None, Some(h)) => (CHAIN_PRIORITY, format!("after every other forward chain (highest: {h})")),
-        (None, None) => (CHAIN_PRIORITY, "no other forward chain".into()),
-    }
-}
-
-/// As nft prints a filter chain's priority: `filter`, `filter + 10`, `filter - 5`, and
-/// a plain number further than 10 from it (`200`).
-pub fn priority_text(p: i32) -> String {
-    match p {
-        0 => "filter".into(),
-        1..=10 => format!("filter + {p}"),
-        -10..=-1 => format!("filter - {}", -p),
-        p => p.to_string(),
-    }
-}
-
-fn ip_word(p: &IpPrefix) -> &'static str {
-    if p.addr.is_ipv4() {
-        "ip"
-    } else {
-        "ip6"
-    }
-}
-
-impl fmt::Display for ExcludeRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(p) = self.l4proto {
-            parts.push(format!("meta l4proto {p}"));
-        }
-        if let Some(a) = &self.saddr {
-            parts.push(format!("ct original {} saddr {a}", ip_word(a)));
-        }
-        if let Some(a) = &self.daddr {
-            parts.push(format!("ct original {} daddr {a}", ip_word(a)));
-        }
-        if let Some(p) = &self.sport {
-            parts.push(format!("ct original proto-src {p}"));
-        }
-        if let Some(p) = &self.dport {
-            parts.push(format!("ct original proto-dst {p}"));
-        }
-        if let Some(m) = &self.mark {
-            parts.push(m.to_string());
-        }
-        if let Some(d) = self.dir {
-            parts.push(match d {
-                CtDir::Original => "ct direction original".into(),
-                CtDir::Reply => "ct direction reply".into(),
-            });
-        }
-        if let Some(i) = &self.iifname {
-            parts.push(format!("iifname \"{i}\""));
-        }
-        if let Some(o) = &self.oifname {
-            parts.push(format!("oifname \"{o}\""));
-        }
-        parts.push("return".into());
-        f.write_str(&parts.join(" "))
-    }
-}
-
-/// Renders as an nft script that `nft -f` accepts.
-impl fmt::Display for Desired {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "table inet {TABLE} {{")?;
-        for (name, ft) in self.flowtables() {
-            writeln!(f, "\tflowtable {name} {{")?;
-            writeln!(f, "\t\thook ingress priority {FLOWTABLE_PRIORITY}")?;
-            if !ft.devices.is_empty() {
-                let devs: Vec<&str> = ft.devices.iter().map(String::as_str).collect();
-                writeln!(f, "\t\tdevices = {{ {} }}", devs.join(", "))?;
-            }
-            if ft.counter {
-                writeln!(f, "\t\tcounter")?;
-            }
-            if ft.hw_offload {
-                writeln!(f, "\t\tflags offload")?;
-            }
-            writeln!(f, "\t}}\n")?;
-        }
-        writeln!(f, "\tchain {CHAIN} {{")?;
-        writeln!(
-            f,
-            "\t\ttype filter hook forward priority {}; policy accept;",
-            priority_text(self.priority)
-        )?;
-        for r in &self.excludes {
-            writeln!(f, "\t\t{r}")?;
-        }
-        let names = self.match_names();
-        if self.flowtable.is_some() && !names.is_empty() {
-            let set: Vec<String> = names.iter().map(|d| format!("\"{d}\"")).collect();
-            let set = set.join(", ");
-            writeln!(f, "\t\tct direction original ct label set {LABEL_ORIGINAL}")?;
-            writeln!(f, "\t\tct direction reply ct label set {LABEL_REPLY}")?;
-            writeln!(f, "\t\tiifname {{ {set} }} oifname {{ {set} }} ct label {LABEL_ORIGINAL} ct label {LABEL_REPLY} ct state established meta l4proto {{ tcp, udp }} flow add @{FLOWTABLE}")?;
-        }
-        writeln!(f, "\t}}")?;
-        writeln!(f, "}}")
     }
 }
 

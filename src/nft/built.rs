@@ -28,7 +28,7 @@ pub enum Object {
     },
     /// The `{ tcp, udp }` set and its elements.
     ProtoSet,
-    /// A set of interface names (split layout) and its elements.
+    /// A set of interface names (the `flow add` match) and its elements.
     DeviceSet,
     FlowAdd,
 }
