@@ -319,3 +319,42 @@ fn our_chain_runs_after_every_other_forward_chain() {
         "{e:?}"
     );
 }
+
+#[test]
+fn priority_against_chains_at_minus_300_0_10_100_in_every_family() {
+    let fc = |family: &str, priority| ForwardChain {
+        family: family.into(),
+        table: format!("t{priority}"),
+        chain: "forward".into(),
+        priority,
+    };
+    // Each family alone, then all of them: the answer is above the highest, whatever its
+    // family, since the kernel runs ip/ip6 and inet base chains of one hook in a single
+    // priority order (inet chains register on both the ip and ip6 hooks).
+    for family in ["ip", "ip6", "inet"] {
+        let chains: Vec<ForwardChain> = [-300, 0, 10, 100].iter().map(|p| fc(family, *p)).collect();
+        let (p, why) = choose_priority(None, &chains);
+        assert_eq!(p, CHAIN_PRIORITY, "{family}: {why}");
+        assert!(
+            why.contains(&format!("{family} t100 forward (100)")),
+            "{why}"
+        );
+        assert!(chains.iter().all(|c| c.priority < p));
+    }
+    let mixed = [
+        fc("ip", -300),
+        fc("ip6", 0),
+        fc("inet", 10),
+        fc("ip6", 100),
+        fc("ip", 250),
+    ];
+    let (p, why) = choose_priority(None, &mixed);
+    assert_eq!(p, 251, "{why}");
+    assert!(why.contains("ip t250 forward (250)"), "{why}");
+    // Only -300: the default still, well after it.
+    assert_eq!(choose_priority(None, &[fc("inet", -300)]).0, CHAIN_PRIORITY);
+    // A fixed priority at or below one of them is kept, and said to be wrong.
+    let (p, why) = choose_priority(Some(100), &mixed[..4]);
+    assert_eq!(p, 100);
+    assert!(why.contains("NOT after ip6 t100 forward (100)"), "{why}");
+}

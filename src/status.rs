@@ -27,6 +27,10 @@ pub struct Status {
     #[serde(default)]
     pub priority_why: String,
     pub devices: Vec<Device>,
+    /// The devices this machine has, filled when none of the configured devices exists
+    /// (the flowtable has no devices: nothing is offloaded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub present_devices: Vec<String>,
     /// Flowtables of other tables (observe mode reports on these).
     pub other_flowtables: Vec<String>,
     /// Manage mode: other flowtables that cover our devices too (fw4 with offloading on).

@@ -199,6 +199,36 @@ fn bad_configs_change_nothing_and_name_file_and_line() {
 }
 
 #[test]
+fn check_with_no_configured_device_present_fails_naming_the_devices_here_and_tries_features() {
+    if !require_root() {
+        return;
+    }
+    // A gateway whose NICs are ens1f0np0/ens1f1np1, with the example config's eth0/eth1.
+    let ns = Netns::new();
+    ns.sh("ip link add ens1f0np0 type veth peer name ens1f1np1");
+    let before = ns.ruleset();
+    let cfg = std::env::temp_dir().join(format!("offloadd-nodev-{}.toml", std::process::id()));
+    std::fs::write(&cfg, "[offload]\ndevices = [\"eth0\", \"eth1\"]\n").unwrap();
+    let out = ns.run(
+        env!("CARGO_BIN_EXE_offloadd"),
+        &["check", "--config", cfg.to_str().unwrap()],
+    );
+    std::fs::remove_file(&cfg).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL no flowtable devices: none of the configured devices exists, so nothing will be offloaded (devices here: ens1f0np0, ens1f1np1)"),
+        "{text}"
+    );
+    // This host kernel has nf_tables (and the owner flag) but no flowtables.
+    assert!(
+        text.contains("ok   kernel features (each tried, nothing committed): flowtables no, table owner flag yes\n"),
+        "{text}"
+    );
+    assert_eq!(ns.ruleset(), before, "check changed the ruleset");
+}
+
+#[test]
 fn check_on_a_kernel_without_flowtables_fails_with_the_module_hint_and_changes_nothing() {
     if !require_root() {
         return;

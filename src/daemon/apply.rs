@@ -121,6 +121,21 @@ pub async fn apply_and_record(
         Ok(a) => {
             let before = st.clone();
             view::applied(&mut st, cfg, a);
+            st.present_devices = if a.desired.devices().next().is_none() {
+                let mut here: Vec<String> = links
+                    .borrow()
+                    .names()
+                    .filter(|n| *n != "lo")
+                    .map(String::from)
+                    .collect();
+                here.sort();
+                here
+            } else {
+                vec![]
+            };
+            if why == Why::Start && a.desired.devices().next().is_none() {
+                warn!(configured = ?cfg.offload.devices, devices_here = ?st.present_devices, "no flowtable devices: none of the configured devices exists, so nothing will be offloaded; set [offload] devices to this machine's devices and reload");
+            }
             super::react::log_news(&before, &st, why == Why::Start);
         }
         Err(e) => view::failed(&mut st, e, started.elapsed()),

@@ -10,6 +10,7 @@ mod ethtool;
 #[cfg(test)]
 pub(crate) mod fake_sysfs;
 mod lower;
+mod mlx5;
 mod shaping;
 mod watcher;
 
@@ -19,6 +20,7 @@ use std::io;
 
 pub use ethtool::{feature, hw_tc_offload_hint, Feature};
 pub use lower::{lower_devices, SYSFS_NET};
+pub use mlx5::{mlx5_missing, mlx5_port, Mlx5Port};
 pub use shaping::{shaped, shaped_now};
 pub use watcher::spawn_link_watcher;
 

@@ -220,20 +220,26 @@ pub const PROBE_TABLE: &str = "offloadd_probe";
 /// A trial batch for a flowtable on `devices` alone (`flags offload` with `hw_offload`),
 /// in `PROBE_TABLE`, never committed.
 pub fn probe(devices: &[&str], hw_offload: bool) -> BuiltBatch {
-    let mut batch = Batch::new();
-    batch.add(&TableMsg::new(PROBE_TABLE, 0), MsgType::Add);
     let bits = if hw_offload {
         sys::NFT_FLOWTABLE_HW_OFFLOAD
     } else {
         0
     };
+    probe_with(0, devices, bits)
+}
+
+/// A trial table with these table flags and one flowtable with these devices and flags:
+/// `probe` and the kernel feature probes (`check`).
+pub fn probe_with(table_flags: u32, devices: &[&str], flowtable_flags: u32) -> BuiltBatch {
+    let mut batch = Batch::new();
+    batch.add(&TableMsg::new(PROBE_TABLE, table_flags), MsgType::Add);
     batch.add(
         &FlowtableMsg::new(
             PROBE_TABLE,
             "probe",
             FLOWTABLE_PRIORITY,
             devices.iter().copied(),
-            bits,
+            flowtable_flags,
         ),
         MsgType::Add,
     );
@@ -244,7 +250,7 @@ pub fn probe(devices: &[&str], hw_offload: bool) -> BuiltBatch {
             Object::Flowtable {
                 name: "probe".into(),
                 devices: devices.iter().map(|d| d.to_string()).collect(),
-                hw_offload,
+                hw_offload: flowtable_flags & sys::NFT_FLOWTABLE_HW_OFFLOAD != 0,
             },
         ],
     )

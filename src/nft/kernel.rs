@@ -8,9 +8,11 @@ use nftnl_sys::libc;
 
 use super::batch::{self, BuiltBatch, Delivery, Object, TableFlags};
 use super::error::{explain, NftError};
+use super::features::{self, Features};
 use super::hardware::{Change, Kernel};
 use super::readback::Actual;
 use super::socket::NftSocket;
+use super::sys;
 use crate::plan::Desired;
 
 /// How often one change is decided again after another program committed between our
@@ -149,6 +151,18 @@ impl Nft {
             changed: true,
             vanished,
         })
+    }
+
+    /// The kernel features offloadd uses, each found by a trial batch (`features.rs`).
+    pub fn features(&mut self) -> Result<Features, NftError> {
+        let mut ask = |b: BuiltBatch| self.send(&b, Delivery::Trial, None);
+        let answers = features::Answers {
+            base: ask(batch::probe_with(0, &[], 0))?,
+            owner: ask(batch::probe_with(sys::NFT_TABLE_F_OWNER, &[], 0))?,
+            counter: ask(batch::probe_with(0, &[], sys::NFT_FLOWTABLE_COUNTER))?,
+            by_name: ask(batch::probe_with(0, &[features::ABSENT_DEVICE], 0))?,
+        };
+        features::interpret(&answers).map_err(|(o, e)| explain(&o, e))
     }
 
     /// Turns a refusal into an error; settles the ENOENT ambiguity on NEWFLOWTABLE.

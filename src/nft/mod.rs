@@ -8,6 +8,7 @@
 pub mod batch;
 mod built;
 mod error;
+pub mod features;
 mod handle;
 mod hardware;
 mod kernel;
@@ -17,6 +18,7 @@ pub mod socket;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
+pub use features::Features;
 pub use handle::{Applied, ApplyRequest, NftHandle};
 pub use hardware::{apply_with_hardware, Change, HardwareOutcome, Kernel, Memory, Outcome};
 pub use kernel::Nft;

@@ -210,6 +210,28 @@ pub fn status_text(st: &Status) -> String {
         }
         let _ = writeln!(o, "{line}");
     }
+    if st.role == "manage"
+        && st.last_apply.is_some()
+        && st
+            .devices
+            .iter()
+            .all(|d| d.state == crate::status::DeviceState::Missing)
+    {
+        let here = if st.present_devices.is_empty() {
+            "none".into()
+        } else {
+            st.present_devices.join(", ")
+        };
+        let what = if st.devices.is_empty() {
+            "no devices are configured"
+        } else {
+            "none of the configured devices exists"
+        };
+        let _ = writeln!(
+            o,
+            "NO DEVICES: {what}, so nothing is offloaded; devices here: {here} (set [offload] devices and reload)"
+        );
+    }
     for d in &st.duplicates {
         let _ = writeln!(o, "DUPLICATE:  {d}");
     }

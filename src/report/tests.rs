@@ -131,6 +131,7 @@ fn status() -> Status {
                 why: None,
             },
         ],
+        present_devices: vec![],
         other_flowtables: vec![],
         duplicates: vec![],
         flushes: 2,
@@ -239,4 +240,20 @@ fn metrics_are_prometheus_text() {
         assert!(v.parse::<f64>().is_ok(), "{l}");
     }
     assert_eq!(metrics(None).lines().last(), Some("offloadd_up 0"));
+}
+
+#[test]
+fn status_text_says_plainly_when_no_configured_device_exists() {
+    let mut st = status();
+    assert!(!status_text(&st).contains("NO DEVICES"));
+    st.devices = vec![
+        Device::new("eth0", DeviceState::Missing),
+        Device::new("eth1", DeviceState::Missing),
+    ];
+    st.present_devices = vec!["ens1f0np0".into(), "ens1f1np1".into()];
+    let text = status_text(&st);
+    assert!(
+        text.contains("NO DEVICES: none of the configured devices exists, so nothing is offloaded; devices here: ens1f0np0, ens1f1np1 (set [offload] devices and reload)\n"),
+        "{text}"
+    );
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::parse_toml;
+use crate::nft::Features;
 
 fn cfg(toml: &str) -> Config {
     parse_toml(toml).unwrap()
@@ -183,4 +184,103 @@ fn an_ignored_conntrack_status_filter_is_a_warning_with_its_cost() {
     );
     x.status_filter = Some(StatusFilter::Works);
     assert!(text(&findings(&x)).contains("ok   conntrack: the kernel filters dumps by status"));
+}
+
+#[test]
+fn no_configured_device_present_fails_and_names_the_devices_here() {
+    let c = cfg("[offload]\ndevices = [\"eth0\", \"eth1\"]\n");
+    let d = plan(&c, &LinkSnapshot::from_names(["ens1f0np0", "ens1f1np1"])).unwrap();
+    let mut x = base();
+    x.config = Some(Ok(c));
+    x.plan = Some(Ok(d));
+    x.present = vec!["ens1f0np0".into(), "ens1f1np1".into()];
+    let all = findings(&x);
+    let none = find(&all, "no flowtable devices");
+    assert_eq!(none.level, Level::Fail);
+    assert!(
+        none.what.contains("devices here: ens1f0np0, ens1f1np1"),
+        "{}",
+        none.what
+    );
+    assert!(none.next.as_deref().unwrap().contains("[offload] devices"));
+    assert_eq!(exit_code(&x, &all), 1);
+    // The packages' default config lists no devices: said as such.
+    let c = cfg("[offload]\ndevices = []\n");
+    x.plan = Some(Ok(
+        plan(&c, &LinkSnapshot::from_names(["ens1f0np0"])).unwrap()
+    ));
+    x.config = Some(Ok(c));
+    let all = findings(&x);
+    assert!(find(&all, "no flowtable devices").what.starts_with(
+        "no flowtable devices: no devices are configured ([offload] devices is empty), so"
+    ));
+    // With one configured device present there is no such finding.
+    let ok = findings(&base());
+    assert!(
+        !ok.iter().any(|f| f.what.contains("no flowtable devices")),
+        "{ok:#?}"
+    );
+}
+
+#[test]
+fn kernel_features_are_listed_and_missing_ones_explained() {
+    let mut x = base();
+    x.features = Some(Ok(Features {
+        flowtables: true,
+        owner: Some(false),
+        counter: Some(false),
+        hooks_by_name: Some(false),
+    }));
+    let all = findings(&x);
+    let line = find(&all, "kernel features");
+    assert_eq!(
+        line.what,
+        "kernel features (each tried, nothing committed): flowtables yes, table owner flag no, flowtable counter no, hooks kept by name no"
+    );
+    assert_eq!(find(&all, "table owner flag: no").level, Level::Warn);
+    assert_eq!(find(&all, "flowtable counter: no").level, Level::Warn);
+    assert_eq!(find(&all, "hooks kept by name: no").level, Level::Ok);
+    // Without flowtables only what could be tried is listed.
+    x.features = Some(Ok(Features {
+        flowtables: false,
+        owner: Some(true),
+        counter: None,
+        hooks_by_name: None,
+    }));
+    let all = findings(&x);
+    assert!(find(&all, "kernel features")
+        .what
+        .ends_with("flowtables no, table owner flag yes"));
+}
+
+#[test]
+fn mlx5_in_legacy_mode_is_told_how_to_reach_switchdev() {
+    let mut x = base();
+    let port = |switchdev| crate::link::Mlx5Port {
+        device: "eth0".into(),
+        pci: "0000:3b:00.0".into(),
+        switchdev: Some(switchdev),
+        port_name: switchdev.then(|| "p0".into()),
+    };
+    x.mlx5 = vec![(port(false), Some(false))];
+    let all = findings(&x);
+    let w = find(&all, "mlx5 eth0");
+    assert_eq!(w.level, Level::Warn);
+    assert!(
+        w.what
+            .contains("devlink dev eswitch set pci/0000:3b:00.0 mode switchdev"),
+        "{}",
+        w.what
+    );
+    assert!(
+        w.what.contains("ethtool -K eth0 hw-tc-offload on"),
+        "{}",
+        w.what
+    );
+    x.mlx5 = vec![(port(true), Some(true))];
+    let all = findings(&x);
+    assert_eq!(
+        find(&all, "mlx5 eth0").what,
+        "mlx5 eth0 (pci/0000:3b:00.0): eswitch in switchdev mode, representor p0, hw-tc-offload on"
+    );
 }

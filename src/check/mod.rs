@@ -2,14 +2,19 @@
 //! changing anything; `findings` turns them into ok / warn / fail lines with the next
 //! step, and is pure so every finding has a unit test.
 
-use std::path::Path;
-
 use serde::Serialize;
 
-use crate::config::{Config, Hardware, Mode, Source};
-use crate::link::LinkSnapshot;
-use crate::nft::{Kernel, Nft, NftError};
-use crate::plan::{plan, Desired};
+use crate::config::{Config, Hardware, Mode};
+use crate::link::Mlx5Port;
+use crate::nft::Features;
+use crate::plan::Desired;
+
+mod gather;
+mod kernel;
+
+#[cfg(test)]
+use crate::{link::LinkSnapshot, plan::plan};
+pub use gather::gather;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -65,6 +70,12 @@ pub struct Facts {
     pub conntrack_acct: Option<bool>,
     /// Whether the kernel filters conntrack dumps by status, found by trying one.
     pub status_filter: Option<StatusFilter>,
+    /// The nf_tables features, found by trial batches.
+    pub features: Option<Result<Features, String>>,
+    /// Flowtable devices on the mlx5 driver, with their hw-tc-offload feature.
+    pub mlx5: Vec<(Mlx5Port, Option<bool>)>,
+    /// The devices this machine has, when none of the configured ones exists.
+    pub present: Vec<String>,
 }
 
 /// What an offloaded-only conntrack dump showed.
@@ -77,31 +88,6 @@ pub enum StatusFilter {
     Ignored { entries: u64, took_ms: f64 },
     /// The table is empty: nothing tells.
     Unknown,
-}
-
-/// Tries an offloaded-only dump (and, if it returned nothing, counts the table).
-fn probe_status_filter() -> Option<StatusFilter> {
-    use crate::conntrack::{CtSocket, DumpFilter, IPS_OFFLOAD};
-    let mut sock = CtSocket::for_dumps().ok()?;
-    let started = std::time::Instant::now();
-    let mut without_bit = 0u64;
-    let count = sock
-        .dump(DumpFilter::Offloaded, |ev| {
-            without_bit += u64::from(ev.entry.status & IPS_OFFLOAD == 0);
-        })
-        .ok()?;
-    if without_bit > 0 {
-        return Some(StatusFilter::Ignored {
-            entries: count.entries,
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
-    }
-    let all = sock.dump(DumpFilter::All, |_| {}).ok()?;
-    Some(if all.entries > count.entries {
-        StatusFilter::Works
-    } else {
-        StatusFilter::Unknown
-    })
 }
 
 pub const MODULES: [&str; 6] = [
@@ -177,6 +163,9 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
         Some(Err(e)) => out.push(f(Level::Fail, format!("the kernel refuses the planned ruleset: {e}"), None)),
         None => {}
     }
+    kernel::features(x, &mut out);
+    let hardware = cfg.is_some_and(|c| c.offload.hardware != Hardware::Off);
+    kernel::devices(x, hardware, &mut out);
     let require = cfg.is_some_and(|c| c.offload.hardware == Hardware::Require);
     for (dev, r) in &x.hardware {
         match r {
@@ -196,16 +185,15 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
         let list: Vec<String> = x.forward_chains.iter().map(|c| c.to_string()).collect();
         let ours_text = crate::plan::priority_text(ours);
         if late.is_empty() {
-            let others = if list.is_empty() {
-                "no other forward chain".to_string()
+            let what = if list.is_empty() {
+                format!("forward chain at {ours_text}: there is no other forward chain")
             } else {
-                format!("after {}", list.join(", "))
+                format!(
+                    "forward chain at {ours_text} {when} after {}",
+                    list.join(", ")
+                )
             };
-            out.push(f(
-                Level::Ok,
-                format!("forward chain at {ours_text} {when} {others}"),
-                None,
-            ));
+            out.push(f(Level::Ok, what, None));
         } else {
             out.push(f(
                 Level::Fail,
@@ -285,109 +273,6 @@ pub fn exit_code(x: &Facts, found: &[Finding]) -> u8 {
     }
 }
 
-pub fn gather(source: &Source) -> Facts {
-    let mut x = Facts {
-        source: source.to_string(),
-        ..Facts::default()
-    };
-    x.modules = MODULES
-        .iter()
-        .map(|m| (*m, Path::new("/sys/module").join(m).exists()))
-        .collect();
-    x.ip_forward = sysctl_bool("net/ipv4/ip_forward");
-    x.status_filter = probe_status_filter();
-    x.conntrack_acct = sysctl_bool("net/netfilter/nf_conntrack_acct");
-    let cfg = match source.load() {
-        Ok(c) => c,
-        Err(e) => {
-            x.config = Some(Err(e.to_string()));
-            return x;
-        }
-    };
-    x.config = Some(Ok(cfg.clone()));
-    let mut links = LinkSnapshot::current().unwrap_or_default();
-    if cfg.offload.hardware != Hardware::Off {
-        links.resolve_lowers(&cfg.offload.devices, Path::new(crate::link::SYSFS_NET));
-    }
-    let desired = match plan(&cfg, &links) {
-        Ok(d) => d,
-        Err(e) => {
-            x.plan = Some(Err(format!(
-                "{}:{}: {e}",
-                source.exclude_file().display(),
-                e.line()
-            )));
-            return x;
-        }
-    };
-    x.plan = Some(Ok(desired.clone()));
-    let devices = desired.shaping_candidates();
-    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        x.shaped = rt
-            .block_on(crate::link::shaped_now(&devices))
-            .unwrap_or_default();
-    }
-    let mut nft = match Nft::open() {
-        Ok(n) => n,
-        Err(e) => {
-            x.denied = Some(e.to_string());
-            return x;
-        }
-    };
-    if let Ok(actual) = nft.read() {
-        x.duplicates = crate::daemon::duplicates(&cfg, &actual);
-        x.live = actual.table.is_some();
-        let live = actual.chains.iter().find_map(|c| c.hook.map(|h| h.1));
-        let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward).0;
-        x.priority = Some(match live {
-            Some(p) => (p, true),
-            None => (planned, false),
-        });
-        x.forward_chains = actual.foreign_forward;
-    }
-    let trial = if x.live {
-        Ok(())
-    } else {
-        nft.trial(&desired.software_only())
-    };
-    match trial {
-        Ok(()) => x.trial = Some(Ok(())),
-        Err(NftError::NoFlowtableSupport) => {
-            x.no_flowtables = true;
-            x.trial = Some(Err(NftError::NoFlowtableSupport.to_string()));
-        }
-        Err(
-            e @ NftError::Refused {
-                errno: libc::EPERM, ..
-            },
-        ) => x.denied = Some(e.to_string()),
-        Err(e) => x.trial = Some(Err(e.to_string())),
-    }
-    if cfg.offload.hardware != Hardware::Off && !x.no_flowtables && x.denied.is_none() {
-        for dev in desired.devices() {
-            let r = nft.probe(dev, true).map_err(|e| match e {
-                NftError::HardwareRefused { reason, .. } => {
-                    let hint = crate::link::hw_tc_offload_hint(dev)
-                        .map(|h| format!("; {h}"))
-                        .unwrap_or_default();
-                    format!("{}{hint}", reason.split(';').next().unwrap_or(&reason))
-                }
-                other => other.to_string(),
-            });
-            x.hardware.push((dev.to_string(), r));
-        }
-    }
-    x
-}
-
-fn sysctl_bool(path: &str) -> Option<bool> {
-    let v = std::fs::read_to_string(Path::new("/proc/sys").join(path)).ok()?;
-    Some(v.trim() != "0")
-}
-
 pub fn text(found: &[Finding]) -> String {
     let mut o = String::new();
     for x in found {
@@ -405,5 +290,4 @@ pub fn text(found: &[Finding]) -> String {
 }
 
 #[cfg(test)]
-#[path = "check_tests.rs"]
 mod tests;
