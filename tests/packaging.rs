@@ -155,7 +155,7 @@ fn systemd_unit_verifies() {
     }
     // systemd is not PID 1 on the build machines, so the unit is checked offline: verify
     // (syntax, and that ExecStart exists: point it at the binary cargo built) and the
-    // sandboxing score (`systemd-analyze security`, 0 = locked down, 10 = exposed).: point it at the binary cargo built.
+    // sandboxing score (`systemd-analyze security`, 0 = locked down, 10 = exposed).
     let unit = std::fs::read_to_string(repo().join("config/offloadd.service")).unwrap();
     let unit = unit.replace("/usr/local/sbin/offloadd", env!("CARGO_BIN_EXE_offloadd"));
     let dir = std::env::temp_dir().join(format!("offloadd-unit-{}", std::process::id()));
@@ -250,4 +250,198 @@ fn openwrt_package_builds_from_a_tarball_with_its_hash() {
         );
     }
     std::fs::remove_dir_all(sdk).unwrap();
+}
+
+/// Runs a command and returns its stdout; fails the test with its stderr otherwise.
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `packaging/build.sh all --lint` (lintian and rpmlint must pass) from the binary cargo
+/// built; then each package's file list and metadata, the .deb installed with `dpkg
+/// --root` into a throwaway root (maintainer scripts included: they must do nothing to
+/// this machine's systemd) and the .rpm with `rpm --root`, `offloadd --version` run from
+/// each root, and `systemd-analyze verify` on the installed unit, which must also fail
+/// once its ExecStart names a binary the root does not have.
+#[test]
+fn deb_and_rpm_packages_lint_install_into_a_throwaway_root_and_verify() {
+    for t in [
+        "dpkg-deb",
+        "dpkg-shlibdeps",
+        "rpmbuild",
+        "lintian",
+        "rpmlint",
+        "systemd-analyze",
+    ] {
+        if tool(t).is_none() {
+            return;
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        assert!(
+            !in_ci(),
+            "dpkg --root needs root; CI runs the tests as root"
+        );
+        eprintln!("skipped: dpkg --root needs root");
+        return;
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let tmp = std::env::temp_dir().join(format!("offloadd-pkgtest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let out = tmp.join("packages");
+    let said = run_ok(
+        Command::new(repo().join("packaging/build.sh"))
+            .args([
+                "all",
+                "--lint",
+                "--binary",
+                env!("CARGO_BIN_EXE_offloadd"),
+                "--out",
+            ])
+            .arg(&out),
+    );
+    let deb_arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
+    let rpm_arch = run_ok(Command::new("uname").arg("-m"));
+    let deb = out.join(format!("offloadd_{version}-1_{}.deb", deb_arch.trim()));
+    let rpm = out.join(format!("offloadd-{version}-1.{}.rpm", rpm_arch.trim()));
+    assert!(deb.exists() && rpm.exists(), "{said}");
+
+    let files = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    for f in [
+        "./usr/sbin/offloadd",
+        "./lib/systemd/system/offloadd.service",
+        "./etc/offloadd/offloadd.toml",
+        "./usr/share/doc/offloadd/copyright",
+    ] {
+        assert!(files.contains(f), "{f} not in the .deb:\n{files}");
+    }
+    let info = run_ok(Command::new("dpkg-deb").arg("-I").arg(&deb));
+    assert!(info.contains(&format!(" Version: {version}-1")), "{info}");
+    let depends = info
+        .lines()
+        .find(|l| l.starts_with(" Depends: "))
+        .unwrap_or_default();
+    assert!(
+        depends.contains("libnftnl11 (>= ") && depends.contains("libmnl0 (>= "),
+        "{info}"
+    );
+    assert!(
+        info.contains("/etc/offloadd/offloadd.toml"),
+        "not a conffile: {info}"
+    );
+
+    let rfiles = run_ok(Command::new("rpm").arg("-qlp").arg(&rpm));
+    for f in [
+        "/usr/sbin/offloadd",
+        "/usr/lib/systemd/system/offloadd.service",
+        "/etc/offloadd/offloadd.toml",
+        "/usr/share/licenses/offloadd/LICENSE",
+    ] {
+        assert!(
+            rfiles.lines().any(|l| l == f),
+            "{f} not in the .rpm:\n{rfiles}"
+        );
+    }
+    let rinfo = run_ok(Command::new("rpm").arg("-qip").arg(&rpm));
+    assert!(rinfo.contains("License     : GPL-2.0-only"), "{rinfo}");
+    let requires = run_ok(Command::new("rpm").arg("-qRp").arg(&rpm));
+    assert!(
+        requires.contains("libnftnl.so.11()") && requires.contains("libmnl.so.0()"),
+        "{requires}"
+    );
+    let config = run_ok(Command::new("rpm").args(["-qp", "--configfiles"]).arg(&rpm));
+    assert_eq!(config.trim(), "/etc/offloadd/offloadd.toml");
+
+    // The .deb into a root of its own: an empty dpkg database, scripts run outside a
+    // chroot with DPKG_ROOT set (the root has no shell), dependencies not in that root.
+    let root = tmp.join("root");
+    let admin = root.join("var/lib/dpkg");
+    std::fs::create_dir_all(admin.join("info")).unwrap();
+    std::fs::create_dir_all(admin.join("updates")).unwrap();
+    std::fs::write(admin.join("status"), "").unwrap();
+    std::fs::write(admin.join("available"), "").unwrap();
+    run_ok(
+        Command::new("dpkg")
+            .arg(format!("--root={}", root.display()))
+            .args(["--force-depends", "--force-script-chrootless", "-i"])
+            .arg(&deb),
+    );
+    let v = run_ok(Command::new(root.join("usr/sbin/offloadd")).arg("--version"));
+    assert_eq!(v.trim(), format!("offloadd {version}"));
+    let toml = std::fs::read_to_string(root.join("etc/offloadd/offloadd.toml")).unwrap();
+    assert!(
+        toml.contains("\ndevices = []"),
+        "the default config must list no devices"
+    );
+    run_ok(
+        Command::new(root.join("usr/sbin/offloadd"))
+            .args(["plan", "--config"])
+            .arg(root.join("etc/offloadd/offloadd.toml")),
+    );
+    // systemd-analyze verify --root resolves ExecStart and the units ours depends on
+    // inside the root: give it this machine's units and kill(1) (ExecReload).
+    let units = root.join("lib/systemd/system");
+    run_ok(
+        Command::new("cp")
+            .args(["-an", "/lib/systemd/system/."])
+            .arg(&units),
+    );
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy("/bin/kill", root.join("bin/kill")).unwrap();
+    let verify = |unit: &std::path::Path| {
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.display()))
+            .arg(unit)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&units.join("offloadd.service"));
+    let said = String::from_utf8_lossy(&ok.stderr);
+    assert!(
+        ok.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+    let unit = std::fs::read_to_string(units.join("offloadd.service")).unwrap();
+    assert!(
+        unit.contains("\nExecStart=/usr/sbin/offloadd run\n"),
+        "{unit}"
+    );
+    std::fs::write(
+        units.join("offloadd-broken.service"),
+        unit.replace("/usr/sbin/offloadd run", "/usr/sbin/offloadd-missing run"),
+    )
+    .unwrap();
+    let broken = verify(&units.join("offloadd-broken.service"));
+    assert!(
+        !broken.status.success(),
+        "verify passed a unit whose ExecStart is missing"
+    );
+
+    // The .rpm into another root, without its scriptlets (that root has no shell).
+    let rroot = tmp.join("rroot");
+    run_ok(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&rroot)
+            .arg("--initdb"),
+    );
+    run_ok(
+        Command::new("rpm")
+            .arg("--root")
+            .arg(&rroot)
+            .args(["-i", "--nodeps", "--noscripts"])
+            .arg(&rpm),
+    );
+    let v = run_ok(Command::new(rroot.join("usr/sbin/offloadd")).arg("--version"));
+    assert_eq!(v.trim(), format!("offloadd {version}"));
+    let _ = std::fs::remove_dir_all(&tmp);
 }
