@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(libnftnl-dev libmnl-dev pkg-config nftables conntrack iperf3 iproute2 iputils-ping
       qemu-system-x86 kmod busybox-static python3 python3-pip shellcheck systemd
-      pppoe ppp wireguard-tools dpkg-dev rpm lintian rpmlint)
+      pppoe ppp wireguard-tools dpkg-dev rpm lintian rpmlint
+      dbus-daemon python3-dbus python3-gi gir1.2-glib-2.0)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,5 +19,22 @@ fi
 if ! command -v vng >/dev/null; then
     echo "setup: installing virtme-ng"
     python3 -m pip install -q virtme-ng 2>&1 | grep -v "Running pip as the 'root' user" || true
+fi
+# firewalld for the VM tier (tests/vm/firewalld.sh), unpacked here and never installed:
+# Debian's package would enable and start it on this machine, which would take over its
+# firewall. The guest runs it from this directory, inside the lab router's namespace,
+# on a D-Bus system bus of its own.
+fw=/opt/offloadd-firewalld
+if [ ! -x "$fw/usr/sbin/firewalld" ]; then
+    echo "setup: fetching firewalld, unpacked into $fw (not installed)"
+    tmp=$(mktemp -d)
+    chmod a+rwx "$tmp"
+    (cd "$tmp" && apt-get download -q firewalld python3-firewall python3-nftables >/dev/null) ||
+        { apt-get update -qq && (cd "$tmp" && apt-get download -q firewalld python3-firewall python3-nftables >/dev/null); } ||
+        { echo "setup: could not download firewalld" >&2; exit 2; }
+    mkdir -p "$fw"
+    for d in "$tmp"/*.deb; do dpkg-deb -x "$d" "$fw"; done
+    ls "$tmp" | sed -n 's/^firewalld_\(.*\)_all\.deb$/\1/p' >"$fw/VERSION"
+    rm -rf "$tmp"
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (https://rustup.rs)" >&2; exit 2; }

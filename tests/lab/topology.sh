@@ -123,6 +123,8 @@ run_udp() {
     in_lan python3 "$LAB_DIR/udp_echo.py" client 198.18.2.2 "$2" "$1" "$3" >"$4" 2>&1 &
     UDP_PID=$!
 }
+# Bytes the wan host has received (to see whether a stream still flows).
+wan_rx() { ip -n "$W" -s -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 # Conntrack entries of the router: `flows` (all) or `flows tcp|udp PORT` (original dport).
 flows() {
     if [ $# -ge 2 ]; then

@@ -1,4 +1,4 @@
-# VM tier, sourced by guest.sh after policy.sh (it uses stream_after_drop, wan_rx and
+# VM tier, sourced by guest.sh after policy.sh (it uses stream_after_drop, wan_rx (topology.sh) and
 # dropped from there): busy firewalls and big configs (issue 13).
 
 # A "main firewall" with a set that another program updates all the time (banIP,

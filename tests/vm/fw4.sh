@@ -61,8 +61,6 @@ check manage_warns_duplicate "$(cat "$OUT/status-dup.txt")" bash -c \
     "grep -q 'DUPLICATE:  flowtable ft in table inet fw4 also covers lan0, wan0' '$OUT/status-dup.txt' && grep -q 'WARN.*also covers lan0, wan0' '$OUT/offloadd-dup.log'"
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 
-role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1"; }
-export -f role_is
 ip netns exec "$R" "$OFFLOADD" run --uci-dir "$U" >"$OUT/offloadd-fw4auto.log" 2>&1 &
 OFFLOADD_PID=$!
 check auto_observes_fw4 "$(tail -3 "$OUT/offloadd-fw4auto.log")" poll 10 role_is observe

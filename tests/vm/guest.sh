@@ -52,6 +52,9 @@ on_path() { "$OFFLOADD" flows --path "$1" 2>/dev/null | grep -q -- "$2"; }
 export -f flows in_router on_path
 export R OFFLOADD OFFLOADD_SOCKET
 offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
+# role_is manage|observe: the running daemon's role.
+role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1"; }
+export -f role_is
 
 conf() { # conf FILE HARDWARE [extra lines]
     local f=$1 hw=$2; shift 2
@@ -60,12 +63,20 @@ conf() { # conf FILE HARDWARE [extra lines]
 
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
 # SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
-# "policy" for the two-veth lab's firewall checks alone.
+# "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone.
 if [ "${3:-all}" = policy ]; then
     lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
     add_forward_counter
     start_servers 7777 5060
     . "$REPO/tests/vm/policy.sh"
+    lab_down
+    echo complete >"$OUT/done"
+    exit 0
+fi
+if [ "${3:-all}" = gateway ]; then
+    lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
+    start_servers 7777 5353
+    . "$REPO/tests/vm/gateway.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0
@@ -289,6 +300,11 @@ check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw
 
 # --- OpenWrt source and fw4 coexistence.
 . "$REPO/tests/vm/fw4.sh"
+
+# --- A Linux gateway: kernel features, no devices, real firewalld (a fresh lab).
+lab_up || fail lab_up_gateway "could not build the lab"
+start_servers 7777 5353
+. "$REPO/tests/vm/gateway.sh"
 fi
 
 # --- An OpenWrt-shaped router: DSA-shaped ports, PPPoE, NAT, IPv6, VLAN, WireGuard.

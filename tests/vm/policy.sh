@@ -15,7 +15,6 @@ NFT
 in_wan iperf3 -s -D -B 198.18.2.2 -p 5202 >/dev/null
 # Each drop scenario uses its own server port: a stream cut by a drop rule leaves its
 # server waiting, and later checks still need the one on 5201.
-wan_rx() { ip -n "$W" -s -j link show eth0 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["stats64"]["rx"]["bytes"])'; }
 # stream_after_drop LABEL PORT DAEMON_LOG: with an offloaded stream to PORT, the main firewall gets
 # a drop rule for PORT; measures when the rule first dropped one of the stream's packets
 # (it stopped: nothing after that passes), when conntrack cleared the OFFLOAD bit (the
