@@ -175,11 +175,25 @@ pub struct ConntrackConfig {
     /// Period of the dump that catches state changes the kernel sends no event for.
     pub resync_interval: Duration,
     /// Receive buffer of the conntrack event socket, in bytes. Too small and a burst of
-    /// new flows overruns it (counted, then resynced); the default holds ~20k events.
-    pub event_buffer: usize,
+    /// new flows overruns it (counted, then resynced). `None`: sized for the table
+    /// (`event_buffer_for`).
+    pub event_buffer: Option<usize>,
 }
 
+/// The smallest automatic event buffer: about 6,500 events.
 pub const DEFAULT_EVENT_BUFFER: usize = 4 << 20;
+/// The largest automatic one (a configured size may be larger).
+pub const MAX_AUTO_EVENT_BUFFER: usize = 64 << 20;
+
+/// The event buffer for a conntrack table of at most `max_entries` (nf_conntrack_max):
+/// room for a burst of an eighth of the table, at the ~640 bytes of receive buffer each
+/// event takes (measured: 4 MiB held 6,553 events). The kernel charges the buffer only
+/// while events wait in it, so a large limit costs nothing at idle. Up to 52,428 entries
+/// (a 256 MB router has 16k to 64k) 4 MiB, 65,536: 5 MiB, 262,144: 20 MiB, 1M: 64 MiB.
+pub fn event_buffer_for(max_entries: Option<u64>) -> usize {
+    let want = max_entries.unwrap_or(0).saturating_mul(80);
+    (want.min(MAX_AUTO_EVENT_BUFFER as u64) as usize).max(DEFAULT_EVENT_BUFFER)
+}
 pub const MIN_EVENT_BUFFER: usize = 4096;
 pub const MAX_EVENT_BUFFER: usize = 1 << 30;
 
@@ -206,7 +220,7 @@ impl Default for Config {
             },
             conntrack: ConntrackConfig {
                 resync_interval: Duration::from_secs(2),
-                event_buffer: DEFAULT_EVENT_BUFFER,
+                event_buffer: None,
             },
             timeouts: Timeouts::default(),
         }

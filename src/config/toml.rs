@@ -191,7 +191,7 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
                     format!("event_buffer must be between {MIN_EVENT_BUFFER} and {MAX_EVENT_BUFFER} bytes"),
                 ));
             }
-            cfg.conntrack.event_buffer = n as usize;
+            cfg.conntrack.event_buffer = Some(n as usize);
         }
     }
 
@@ -403,5 +403,22 @@ mod tests {
                 .unwrap();
         // The entry's line is its `[[offload.exclude]]` header.
         assert_eq!(cfg.offload.exclude[0].line, 3);
+    }
+
+    #[test]
+    fn event_buffer_is_sized_for_the_table_unless_configured() {
+        use crate::config::{event_buffer_for, DEFAULT_EVENT_BUFFER, MAX_AUTO_EVENT_BUFFER};
+        assert_eq!(parse_toml("").unwrap().conntrack.event_buffer, None);
+        let cfg = parse_toml("[conntrack]\nevent_buffer = 1048576\n").unwrap();
+        assert_eq!(cfg.conntrack.event_buffer, Some(1 << 20));
+        // A 256 MB router (16,384 entries) and unknown: the 4 MiB floor; 65,536: 5 MiB.
+        assert_eq!(event_buffer_for(Some(16_384)), DEFAULT_EVENT_BUFFER);
+        assert_eq!(event_buffer_for(Some(65_536)), 5 << 20);
+        assert_eq!(event_buffer_for(None), DEFAULT_EVENT_BUFFER);
+        // 262,144 entries: 20 MiB, an eighth of the table at 640 bytes an event.
+        assert_eq!(event_buffer_for(Some(262_144)), 20 << 20);
+        // 1M and more: capped.
+        assert_eq!(event_buffer_for(Some(1 << 20)), MAX_AUTO_EVENT_BUFFER);
+        assert_eq!(event_buffer_for(Some(u64::MAX)), MAX_AUTO_EVENT_BUFFER);
     }
 }

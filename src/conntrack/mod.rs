@@ -6,6 +6,8 @@
 //! events plus a periodic resync and answers snapshots.
 
 mod decode;
+mod dumper;
+mod lookup;
 mod record;
 mod socket;
 mod tracker;
@@ -17,12 +19,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use decode::{decode, messages, DecodeError, Event, EventKind, Message};
+pub use lookup::{lookup_request, LookupCount};
 pub use socket::{CtError, CtSocket, Drained, DumpCount, DumpFilter};
 pub use tracker::{
     sort_flows, FlowRecord, FlowTracker, Stats, Transition, Transitions, MAX_FLOWS, TTO_SAMPLES,
 };
 pub use watcher::{
-    spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions, FULL_RESYNC_EVERY,
+    spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions, FULL_EVERY, RECONCILE_EVERY,
 };
 
 /// conntrack status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).

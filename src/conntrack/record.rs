@@ -55,6 +55,18 @@ pub struct Stats {
     pub last_filtered_dump_ms: Option<f64>,
     #[serde(default)]
     pub last_full_dump_ms: Option<f64>,
+    /// Resyncs by lookup of the tracked offloaded and recent flows (one hash lookup each
+    /// in the kernel), how many flows the last one looked up and what it took.
+    #[serde(default)]
+    pub lookups: u64,
+    #[serde(default)]
+    pub last_lookup_flows: u64,
+    #[serde(default)]
+    pub last_lookup_ms: Option<f64>,
+    /// Events were lost and the full resync that settles the counts has not run yet:
+    /// counts are approximate until it has.
+    #[serde(default)]
+    pub approximate: bool,
 }
 
 /// One flow as `flows` lists it.

@@ -46,9 +46,19 @@ pub enum CtError {
 
 pub struct CtSocket {
     sock: Socket,
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     seq: u32,
+    /// A request failed mid-answer (timeout, overrun): late answers may still be queued
+    /// and are drained before the next request.
+    dirty: bool,
 }
+
+/// How long a dump or lookup waits for the kernel's next answer before giving up: the
+/// kernel answers at once, so this only ends a wait for answers that were dropped.
+const ANSWER_TIMEOUT: libc::timeval = libc::timeval {
+    tv_sec: 5,
+    tv_usec: 0,
+};
 
 impl AsRawFd for CtSocket {
     fn as_raw_fd(&self) -> RawFd {
@@ -67,10 +77,16 @@ impl CtSocket {
         sock.bind_auto().map_err(io("bind"))?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(io("connect"))?;
+        // Room for two batches of lookup answers (the kernel charges them only while
+        // they wait), and an end to waiting for an answer that was dropped.
+        set_rcvbuf(sock.as_raw_fd(), super::lookup::LOOKUP_RCVBUF)
+            .map_err(io("setting the dump buffer size"))?;
+        set_rcvtimeo(sock.as_raw_fd(), ANSWER_TIMEOUT).map_err(io("setting the answer timeout"))?;
         Ok(CtSocket {
             sock,
             buf: vec![0; RECV_BUFFER],
             seq: 0,
+            dirty: false,
         })
     }
 
@@ -90,7 +106,40 @@ impl CtSocket {
             sock,
             buf: vec![0; RECV_BUFFER],
             seq: 0,
+            dirty: false,
         })
+    }
+
+    pub(super) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
+    }
+
+    /// Sends a request, first dropping late answers to a request that failed.
+    pub(super) fn send_raw(&mut self, req: &[u8], what: &'static str) -> Result<(), CtError> {
+        if self.dirty {
+            self.drain_stale();
+        }
+        self.sock.send(req, 0).map_err(io(what))?;
+        Ok(())
+    }
+
+    /// Receives one datagram of answers into `buf`; a lost or late answer marks the
+    /// socket for draining before its next request.
+    pub(super) fn recv_raw(&mut self, what: &'static str) -> Result<usize, CtError> {
+        self.sock.recv(&mut &mut self.buf[..], 0).map_err(|error| {
+            self.dirty = true;
+            CtError::Io { what, error }
+        })
+    }
+
+    fn drain_stale(&mut self) {
+        while let Ok(n) = self.sock.recv(&mut &mut self.buf[..], libc::MSG_DONTWAIT) {
+            if n == 0 {
+                break;
+            }
+        }
+        self.dirty = false;
     }
 
     /// Dumps the conntrack table (IPv4 and IPv6), calling `f` for every TCP/UDP entry.
@@ -101,17 +150,11 @@ impl CtSocket {
         filter: DumpFilter,
         mut f: impl FnMut(Event),
     ) -> Result<DumpCount, CtError> {
-        self.seq = self.seq.wrapping_add(1);
-        let request = dump_request(filter, self.seq);
-        self.sock
-            .send(&request, 0)
-            .map_err(io("sending the dump request"))?;
+        let seq = self.next_seq();
+        self.send_raw(&dump_request(filter, seq), "sending the dump request")?;
         let mut count = DumpCount::default();
         loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(io("receiving the dump"))?;
+            let n = self.recv_raw("receiving the dump")?;
             for m in messages(&self.buf[..n]) {
                 match m {
                     Message::Conntrack {
@@ -124,7 +167,11 @@ impl CtSocket {
                     }
                     Message::Done => return Ok(count),
                     Message::Error(0) | Message::Other => {}
-                    Message::Error(errno) => return Err(CtError::Refused(errno)),
+                    Message::Error(errno) => {
+                        // The rest of this dump may still be queued.
+                        self.dirty = true;
+                        return Err(CtError::Refused(errno));
+                    }
                 }
             }
         }
@@ -187,7 +234,7 @@ impl CtSocket {
 
 /// Decodes one message and hands a TCP/UDP entry to `f`; false if it was malformed
 /// (logged and skipped: one bad message never stops a dump or the event stream).
-fn deliver(msg_type: u8, flags: u16, bytes: &[u8], f: &mut impl FnMut(Event)) -> bool {
+pub(super) fn deliver(msg_type: u8, flags: u16, bytes: &[u8], f: &mut impl FnMut(Event)) -> bool {
     match decode(msg_type, flags, bytes) {
         Ok(Some(e)) => f(e),
         Ok(None) => {}
@@ -261,6 +308,24 @@ fn set_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
         }
     }
     Err(io::Error::last_os_error())
+}
+
+fn set_rcvtimeo(fd: RawFd, t: libc::timeval) -> io::Result<()> {
+    // SAFETY: fd is an open socket and t a timeval that outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&t as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 pub use super::record::{sort_flows, FlowRecord, Stats, Transition, Transitions};
-use super::{Counters, DumpFilter, Entry, Event, EventKind, FlowKey, Path, PathFilter, Tuple};
+use super::{
+    Counters, DumpFilter, Entry, Event, EventKind, FlowKey, Path, PathFilter, Tuple, IPS_SEEN_REPLY,
+};
 
 /// How many recent time-to-offload samples the percentiles are computed over.
 pub const TTO_SAMPLES: usize = 1024;
@@ -19,6 +21,13 @@ pub const TTO_SAMPLES: usize = 1024;
 pub const MAX_FLOWS: usize = 2 << 20;
 /// A flow table with room for this many or fewer is never shrunk (≈ 200 KiB).
 const SHRINK_ABOVE: usize = 1024;
+/// A slow flow born or moved this recently is looked up at every resync: it may be
+/// offloaded any moment (its time to offload is still being measured, or it just came
+/// back from the flowtable after a flush or a device change). Older slow flows are left
+/// to the periodic offloaded-only dump.
+pub const RECENT: Duration = Duration::from_secs(10);
+/// At most this many lookups per resync (offloaded flows first, then the most recent).
+pub const MAX_LOOKUPS: usize = 16384;
 
 #[derive(Debug, Clone)]
 struct FlowState {
@@ -40,6 +49,8 @@ struct FlowState {
     counters: Option<Box<Counters>>,
     /// Resync generation that last saw this flow.
     seen: u32,
+    /// It changed path since we first saw it (`since_ms` is then a move, not a sighting).
+    moved: bool,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -196,6 +207,55 @@ impl FlowTracker {
         out
     }
 
+    /// The flows a lookup resync asks the kernel about: every offloaded one (has it left
+    /// the flowtable, or reached hardware?) and the slow ones that could be offloaded any
+    /// moment: back from the flowtable, or two-way and first seen, within `RECENT`;
+    /// newest first, at most `MAX_LOOKUPS`.
+    pub fn lookup_keys(&self, now: Duration) -> Vec<FlowKey> {
+        let recent_since = as_ms(now.saturating_sub(RECENT));
+        let mut offloaded = Vec::new();
+        let mut recent = Vec::new();
+        for (k, f) in &self.flows {
+            if f.path != Path::Slow {
+                offloaded.push(*k);
+            } else if f.since_ms >= recent_since && (f.moved || f.status & IPS_SEEN_REPLY != 0) {
+                // Back from the flowtable, or two-way and new or first seen (at start: a
+                // table we just built re-offloads running flows without an event). A
+                // one-way or half-open flow cannot be offloaded; the event that changes
+                // that brings it here.
+                recent.push((f.since_ms, *k));
+            }
+        }
+        recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+        offloaded.extend(recent.into_iter().map(|(_, k)| k));
+        offloaded.truncate(MAX_LOOKUPS);
+        offloaded
+    }
+
+    /// Ends a lookup resync: entries found went through `dumped`; a flow asked about and
+    /// not found is gone from the kernel (its DESTROY event was lost), unless an event
+    /// touched it meanwhile.
+    pub fn end_lookup(&mut self, asked: &[FlowKey], found: &HashSet<FlowKey>, took: Duration) {
+        for k in asked {
+            if found.contains(k) || self.touched.contains(k) {
+                continue;
+            }
+            if let Some(old) = self.flows.remove(k) {
+                self.count(old.path, -1);
+            }
+        }
+        self.abort_resync();
+        self.shrink_if_mostly_empty();
+        self.stats.lookups += 1;
+        self.stats.last_lookup_flows = asked.len() as u64;
+        self.stats.last_lookup_ms = Some(ms(took));
+    }
+
+    /// Counts are approximate (events lost) until the next full resync ends.
+    pub fn set_approximate(&mut self, approximate: bool) {
+        self.stats.approximate = approximate;
+    }
+
     /// Records an entry seen in an event or a dump. `fresh`: this is its NEW event.
     pub fn observe(&mut self, e: &Entry, now: Duration, fresh: bool) -> Option<Transition> {
         let generation = self.generation;
@@ -218,6 +278,7 @@ impl FlowTracker {
                     to_offload_us: UNKNOWN32,
                     counters: e.counters.map(Box::new),
                     seen: generation,
+                    moved: false,
                 },
             );
             self.count(path, 1);
@@ -247,6 +308,7 @@ impl FlowTracker {
         let from = f.path;
         f.path = to;
         f.since_ms = as_ms(now);
+        f.moved = true;
         let t = &mut self.stats.transitions;
         match (from, to) {
             (Path::Slow, Path::Sw) => t.slow_to_sw += 1,

@@ -295,3 +295,67 @@ fn a_dump_arriving_during_events_does_not_undo_them() {
     t.end_resync(DumpFilter::All, now);
     assert_eq!(t.stats().slow, 1);
 }
+
+#[test]
+fn lookups_cover_offloaded_flows_and_recent_two_way_ones_only() {
+    let mut t = FlowTracker::new(0);
+    // Seen in the first full dump (from before we listened): a two-way slow flow (our
+    // new table may offload it any moment, without an event: looked up while recent), a
+    // one-way one (cannot be offloaded: left to the dumps), an offloaded one.
+    t.begin_resync();
+    t.dumped(&entry(1, ESTABLISHED), ms(0));
+    t.dumped(&entry(5, 0x8), ms(0));
+    t.dumped(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(0));
+    t.end_resync(DumpFilter::All, ms(0));
+    // New flows: a two-way one (looked up while recent), a one-way UDP-like one (SEEN_REPLY
+    // not set: cannot be offloaded yet, so not looked up).
+    t.event(&ev(EventKind::New, entry(3, ESTABLISHED)), ms(1000));
+    t.event(&ev(EventKind::New, entry(4, 0x8)), ms(1000));
+    let keys = |t: &FlowTracker, now| -> Vec<u16> {
+        let mut v: Vec<u16> = t.lookup_keys(now).iter().map(|k| k.orig.sport).collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(keys(&t, ms(2000)), vec![1, 2, 3]);
+    assert_eq!(keys(&t, RECENT + ms(1)), vec![2, 3]);
+    // Past RECENT the new one is left to the dumps; the offloaded one stays.
+    assert_eq!(keys(&t, ms(1000) + RECENT + ms(1)), vec![2]);
+    // A flow back from the flowtable (a flush) is looked up again for RECENT.
+    t.event(&ev(EventKind::Update, entry(2, ESTABLISHED)), ms(20_000));
+    assert_eq!(keys(&t, ms(21_000)), vec![2]);
+    assert_eq!(keys(&t, ms(20_000) + RECENT + ms(1)), Vec::<u16>::new());
+}
+
+#[test]
+fn a_looked_up_flow_the_kernel_no_longer_has_is_dropped_unless_an_event_touched_it() {
+    let mut t = FlowTracker::new(0);
+    for sport in [1, 2, 3] {
+        t.event(
+            &ev(EventKind::New, entry(sport, ESTABLISHED | IPS_OFFLOAD)),
+            ms(10),
+        );
+    }
+    assert_eq!(counts(&t), (0, 3, 0));
+    let asked = t.lookup_keys(ms(100));
+    assert_eq!(asked.len(), 3);
+    t.begin_resync();
+    // 1 answered, left the flowtable; 2 not answered (gone); 3 not answered, but an event
+    // about it came during the lookups (newer than anything the lookup says).
+    let tr = t
+        .dumped(&entry(1, ESTABLISHED), ms(200))
+        .expect("sw -> slow");
+    assert_eq!((tr.from, tr.to), (Path::Sw, Path::Slow));
+    t.event(
+        &ev(EventKind::Update, entry(3, ESTABLISHED | IPS_OFFLOAD)),
+        ms(210),
+    );
+    let found: std::collections::HashSet<FlowKey> = [entry(1, 0).key].into_iter().collect();
+    t.end_lookup(&asked, &found, ms(5));
+    assert_eq!(counts(&t), (1, 1, 0));
+    let s = t.stats();
+    assert_eq!((s.lookups, s.last_lookup_flows), (1, 3));
+    assert_eq!(s.last_lookup_ms, Some(5.0));
+    // Counts that may be off say so until the next full resync.
+    t.set_approximate(true);
+    assert!(t.stats().approximate);
+}

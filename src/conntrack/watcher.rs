@@ -1,12 +1,17 @@
-//! The conntrack watcher actor: ctnetlink events plus a periodic resync feed the
+//! The conntrack watcher actor: ctnetlink events plus periodic resyncs feed the
 //! `FlowTracker`; commands ask it for totals and flow lists; transitions are broadcast
 //! to `flows --watch` clients.
 //!
-//! Resyncs ask the kernel only for offloaded entries (cheap whatever the table size);
-//! every `FULL_RESYNC_EVERY`th resync, the first one and the one after an overrun dump
-//! the whole table so counts of slow flows cannot drift. Dumps run on a thread of their
-//! own and arrive in small chunks (a full dump of 100k entries takes ~0.2 s here, seconds on a
-//! router CPU): the actor goes on reading events and answering `status` meanwhile.
+//! Resyncs catch what the kernel sends no event for (a flow leaving the flowtable on its
+//! idle timeout, hardware promotion) and what events missed. At each tick (default 2 s)
+//! the tracked offloaded flows and the recent two-way ones are looked up by tuple (one
+//! hash lookup each in the kernel: the cost follows the offloaded flows, not the table).
+//! Dumps walk the whole table, so they are rare and spaced by what they cost: an
+//! offloaded-only dump (for flows that got offloaded long after they began) at most
+//! every `RECONCILE_EVERY`, a full one (flows destroyed without an event) at most every
+//! `FULL_EVERY`, each at least `RECONCILE_SHARE` times its own last duration apart. The
+//! first resync is full, and so is the one after an overrun (no sooner than
+//! `MIN_FULL_GAP` after the last, so overruns never feed themselves).
 //!
 //! Kernels before 5.15 ignore the status filter and return the whole table: that is
 //! seen (an entry without IPS_OFFLOAD in an offloaded-only dump), said in status, and
@@ -19,18 +24,23 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use std::collections::HashSet;
+
+use super::dumper::{spawn_dumper, DumpMsg, DumpRequest, Outcome, Request, CHUNKS_IN_FLIGHT};
 use super::{
-    CtError, CtSocket, DumpCount, DumpFilter, Entry, FlowRecord, FlowTracker, PathFilter, Stats,
-    Transition, IPS_OFFLOAD,
+    CtError, CtSocket, DumpFilter, FlowKey, FlowRecord, FlowTracker, PathFilter, Stats, Transition,
+    IPS_OFFLOAD,
 };
 
-/// One full dump every this many resyncs (every minute at the default 2 s).
-pub const FULL_RESYNC_EVERY: u64 = 30;
-/// Entries per chunk from the dump thread to the actor, and chunks in flight: together
-/// at most ~4 × 256 × 140 bytes outside the tracker during a dump (1024-entry chunks four
-/// deep were ~0.9 MiB that came and went, and showed as RSS noise in the soak).
-const CHUNK: usize = 256;
-const CHUNKS_IN_FLIGHT: usize = 2;
+/// The longest time between full dumps, and between offloaded-only dumps.
+pub const FULL_EVERY: Duration = Duration::from_secs(60);
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// A dump that walks the table runs at most once every this many times its own last
+/// duration: 1/500 = 0.2 % of the time (100k entries: a 0.36 s full dump every 3 min).
+const RECONCILE_SHARE: u32 = 500;
+/// After an overrun, the full dump that settles the counts waits at least this long
+/// after the last one began.
+const MIN_FULL_GAP: Duration = Duration::from_secs(5);
 /// Without the kernel's status filter every resync walks the whole table: space them so
 /// dumping takes at most this share of the time.
 const MAX_DUMP_SHARE: u32 = 50; // 1/50 = 2 %
@@ -99,8 +109,10 @@ pub fn spawn(opts: WatcherOptions) -> Result<WatcherHandle, CtError> {
         epoch: Instant::now(),
         transitions: transitions.clone(),
         filtered_dumps: true,
-        resyncs: 0,
         interval: opts.resync_interval,
+        last_full: None,
+        last_filtered: None,
+        overrun_at: None,
     };
     tokio::spawn(actor.run(rx));
     Ok(WatcherHandle { tx, transitions })
@@ -113,57 +125,39 @@ pub fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// What the dump thread sends back for one request.
-enum DumpMsg {
-    Entries(Vec<Entry>),
-    Done(Result<DumpCount, CtError>),
+/// What a resync asks: a dump, or lookups of tracked flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dump(DumpFilter),
+    Lookup,
 }
 
-type DumpRequest = (DumpFilter, mpsc::Sender<DumpMsg>);
-
-/// The thread that owns the dump socket: blocking recv loops stay off the runtime.
-fn spawn_dumper(mut sock: CtSocket) -> Result<std::sync::mpsc::Sender<DumpRequest>, CtError> {
-    let (tx, rx) = std::sync::mpsc::channel::<DumpRequest>();
-    std::thread::Builder::new()
-        .name("ct-dump".into())
-        .spawn(move || {
-            while let Ok((filter, reply)) = rx.recv() {
-                let mut chunk = Vec::with_capacity(CHUNK);
-                let result = sock.dump(filter, |ev| {
-                    chunk.push(ev.entry);
-                    if chunk.len() == CHUNK {
-                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                        let _ = reply.blocking_send(DumpMsg::Entries(full));
-                    }
-                });
-                if !chunk.is_empty() {
-                    let _ = reply.blocking_send(DumpMsg::Entries(chunk));
-                }
-                let _ = reply.blocking_send(DumpMsg::Done(result));
-            }
-        })
-        .map_err(|error| CtError::Io {
-            what: "starting the dump thread",
-            error,
-        })?;
-    Ok(tx)
-}
-
-/// The dump in flight.
+/// The resync in flight.
 struct Dump {
-    filter: DumpFilter,
+    kind: Kind,
     rx: mpsc::Receiver<DumpMsg>,
     started: Instant,
     /// Entries without IPS_OFFLOAD in an offloaded-only dump: the kernel ignored the
     /// status filter.
     unfiltered: u64,
+    /// Lookups: the flows the kernel answered with an entry.
+    found: HashSet<FlowKey>,
+}
+
+impl Dump {
+    fn filter(&self) -> Option<DumpFilter> {
+        match self.kind {
+            Kind::Dump(f) => Some(f),
+            Kind::Lookup => None,
+        }
+    }
 }
 
 struct Actor {
     events: AsyncFd<CtSocket>,
     dumps: std::sync::mpsc::Sender<DumpRequest>,
     dump: Option<Dump>,
-    /// A full dump is wanted (start, overrun, every FULL_RESYNC_EVERY resyncs).
+    /// A full dump is wanted now (start, overrun), as soon as `MIN_FULL_GAP` allows.
     full_due: bool,
     tracker: FlowTracker,
     epoch: Instant,
@@ -171,9 +165,22 @@ struct Actor {
     /// Cleared when the kernel refuses or ignores the status filter; every resync is
     /// then full.
     filtered_dumps: bool,
-    resyncs: u64,
     /// Time between resyncs: the configured one, or longer without the status filter.
     interval: Duration,
+    /// When the last full and offloaded-only dumps began, and what they took.
+    last_full: Option<(Instant, Duration)>,
+    last_filtered: Option<(Instant, Duration)>,
+    /// The last overrun: counts are approximate until a full dump begun after it ends.
+    overrun_at: Option<Instant>,
+}
+
+/// Whether a dump whose last run began at `last` and took `took` may run again now:
+/// `every` after it, or `share` times its cost if that is longer.
+fn spaced(last: Option<(Instant, Duration)>, every: Duration, share: u32, now: Instant) -> bool {
+    match last {
+        None => true,
+        Some((at, took)) => now.duration_since(at) >= every.max(took * share),
+    }
 }
 
 /// After a dump: whether dumps can still be filtered by the kernel, and the resync
@@ -183,7 +190,7 @@ struct Actor {
 /// time.
 fn adapt(filtered: bool, interval: Duration, dump: &Dump, took: Duration) -> (bool, Duration) {
     let filtered = filtered && dump.unfiltered == 0;
-    if !filtered && dump.filter == DumpFilter::All {
+    if !filtered && dump.filter() == Some(DumpFilter::All) {
         return (filtered, interval.max(took * MAX_DUMP_SHARE));
     }
     (filtered, interval)
@@ -237,17 +244,15 @@ impl Actor {
                     }
                     if overrun {
                         self.tracker.note_overrun();
-                        warn!("conntrack events were lost (event socket overrun); resyncing (raise [conntrack] event_buffer if this repeats)");
+                        self.tracker.set_approximate(true);
+                        self.overrun_at = Some(Instant::now());
+                        warn!("conntrack events were lost (event socket overrun); counts are approximate until the next full resync (raise [conntrack] event_buffer if this repeats)");
                         self.full_due = true;
                         self.start_dump();
                     }
                 }
                 msg = next_dump_msg(&mut self.dump) => self.dump_msg(msg),
                 _ = tick.tick() => {
-                    self.resyncs += 1;
-                    if !self.filtered_dumps || self.resyncs % FULL_RESYNC_EVERY == 0 {
-                        self.full_due = true;
-                    }
                     self.start_dump();
                     if self.interval != tick.period() {
                         info!(interval_ms = self.interval.as_millis() as u64, configured_ms = configured.as_millis() as u64, "conntrack resync interval changed to keep full dumps cheap");
@@ -274,30 +279,51 @@ impl Actor {
     }
 
     /// Starts the resync that is due, unless one is running (the next tick or the end
-    /// of this one starts it then).
+    /// of this one starts it then): a full dump when one is due and spaced enough, else
+    /// an offloaded-only dump when due, else lookups of the tracked flows that need it.
     fn start_dump(&mut self) {
         if self.dump.is_some() {
             return;
         }
-        let filter = if self.full_due || !self.filtered_dumps {
-            DumpFilter::All
+        let now = Instant::now();
+        let full = if !self.filtered_dumps {
+            // Every resync walks the table anyway; `adapt` spaces them.
+            true
+        } else if self.full_due {
+            spaced(self.last_full, MIN_FULL_GAP, MAX_DUMP_SHARE, now)
         } else {
-            DumpFilter::Offloaded
+            spaced(self.last_full, FULL_EVERY, RECONCILE_SHARE, now)
+        };
+        let request = if full {
+            self.full_due = false;
+            Request::Dump(DumpFilter::All)
+        } else if !self.full_due
+            && spaced(self.last_filtered, RECONCILE_EVERY, RECONCILE_SHARE, now)
+        {
+            Request::Dump(DumpFilter::Offloaded)
+        } else {
+            let keys = self.tracker.lookup_keys(self.epoch.elapsed());
+            if keys.is_empty() {
+                return;
+            }
+            Request::Lookup(keys)
+        };
+        let kind = match &request {
+            Request::Dump(f) => Kind::Dump(*f),
+            Request::Lookup(_) => Kind::Lookup,
         };
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        if self.dumps.send((filter, tx)).is_err() {
+        if self.dumps.send((request, tx)).is_err() {
             warn!("the conntrack dump thread stopped; flows are no longer resynced");
             return;
         }
-        if filter == DumpFilter::All {
-            self.full_due = false;
-        }
         self.tracker.begin_resync();
         self.dump = Some(Dump {
-            filter,
+            kind,
             rx,
-            started: Instant::now(),
+            started: now,
             unfiltered: 0,
+            found: HashSet::new(),
         });
     }
 
@@ -307,8 +333,14 @@ impl Actor {
         match msg {
             Some(DumpMsg::Entries(entries)) => {
                 for e in &entries {
-                    if dump.filter == DumpFilter::Offloaded && e.status & IPS_OFFLOAD == 0 {
-                        dump.unfiltered += 1;
+                    match dump.kind {
+                        Kind::Dump(DumpFilter::Offloaded) if e.status & IPS_OFFLOAD == 0 => {
+                            dump.unfiltered += 1
+                        }
+                        Kind::Lookup => {
+                            dump.found.insert(e.key);
+                        }
+                        _ => {}
                     }
                     if let Some(t) = self.tracker.dumped(e, now) {
                         let _ = self.transitions.send(t);
@@ -326,23 +358,43 @@ impl Actor {
         }
     }
 
-    fn finish(&mut self, dump: Dump, result: Result<DumpCount, CtError>, now: Duration) {
+    fn finish(&mut self, dump: Dump, result: Result<Outcome, CtError>, now: Duration) {
         let took = dump.started.elapsed();
-        match result {
-            Ok(count) => {
+        match (result, dump.kind) {
+            (Ok(Outcome::Lookup(count, asked)), _) => {
                 self.tracker.note_malformed(count.malformed);
-                for t in self.tracker.end_resync(dump.filter, now) {
+                self.tracker.end_lookup(&asked, &dump.found, took);
+                debug!(
+                    asked = count.asked,
+                    found = count.found,
+                    gone = count.gone,
+                    took_us = took.as_micros() as u64,
+                    "conntrack lookups"
+                );
+            }
+            (Ok(Outcome::Dump(count)), Kind::Dump(filter)) => {
+                self.tracker.note_malformed(count.malformed);
+                for t in self.tracker.end_resync(filter, now) {
                     let _ = self.transitions.send(t);
                 }
-                self.tracker.note_dump(dump.filter, took);
-                debug!(filter = ?dump.filter, entries = count.entries, took_us = took.as_micros() as u64, "conntrack resync");
+                self.tracker.note_dump(filter, took);
+                let slot = match filter {
+                    DumpFilter::All => &mut self.last_full,
+                    DumpFilter::Offloaded => &mut self.last_filtered,
+                };
+                *slot = Some((dump.started, took));
+                if filter == DumpFilter::All && self.overrun_at.is_none_or(|o| o <= dump.started) {
+                    self.tracker.set_approximate(false);
+                }
+                debug!(filter = ?filter, entries = count.entries, took_us = took.as_micros() as u64, "conntrack resync");
                 if dump.unfiltered > 0 && self.filtered_dumps {
                     info!(entries = count.entries, "the kernel ignored the conntrack status filter (it arrived in Linux 5.15): every resync is a full dump of the table");
                 }
                 (self.filtered_dumps, self.interval) =
                     adapt(self.filtered_dumps, self.interval, &dump, took);
             }
-            Err(CtError::Refused(errno)) if dump.filter == DumpFilter::Offloaded => {
+            (Ok(Outcome::Dump(_)), Kind::Lookup) => self.tracker.abort_resync(),
+            (Err(CtError::Refused(errno)), Kind::Dump(DumpFilter::Offloaded)) => {
                 self.tracker.abort_resync();
                 info!(
                     "kernel refused the filtered conntrack dump ({}); resyncing with full dumps",
@@ -350,7 +402,7 @@ impl Actor {
                 );
                 self.filtered_dumps = false;
             }
-            Err(e) => {
+            (Err(e), _) => {
                 self.tracker.abort_resync();
                 warn!("conntrack resync failed: {e}");
             }
@@ -362,34 +414,5 @@ impl Actor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dump(filter: DumpFilter, unfiltered: u64) -> Dump {
-        Dump {
-            filter,
-            rx: mpsc::channel(1).1,
-            started: Instant::now(),
-            unfiltered,
-        }
-    }
-
-    #[test]
-    fn an_ignored_status_filter_is_noticed_and_full_dumps_are_spaced() {
-        let two = Duration::from_secs(2);
-        let ms = Duration::from_millis;
-        // A kernel that filters: offloaded-only dumps stay, the interval too.
-        let f = dump(DumpFilter::Offloaded, 0);
-        assert_eq!(adapt(true, two, &f, ms(3)), (true, two));
-        // One that ignored the filter (RHEL 9's 5.14): entries without the bit came back.
-        let ignored = dump(DumpFilter::Offloaded, 100_000);
-        assert_eq!(adapt(true, two, &ignored, ms(170)), (false, two));
-        // From then on dumps are full; 170 ms each, so at most every 8.5 s (2 %).
-        let full = dump(DumpFilter::All, 0);
-        assert_eq!(adapt(false, two, &full, ms(170)), (false, ms(8500)));
-        // A cheap full dump never shortens the configured interval.
-        assert_eq!(adapt(false, two, &full, ms(5)), (false, two));
-        // With the filter working, the periodic full dump changes nothing.
-        assert_eq!(adapt(true, two, &full, ms(170)), (true, two));
-    }
-}
+#[path = "watcher_tests.rs"]
+mod tests;

@@ -123,9 +123,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // A failed apply that may work when tried again: when, and how many tries so far.
     let mut retry: Option<(Instant, u32)> = None;
 
+    let ct_max = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let event_buffer = cfg
+        .conntrack
+        .event_buffer
+        .unwrap_or_else(|| crate::config::event_buffer_for(ct_max));
+    info!(event_buffer, nf_conntrack_max = ?ct_max, "conntrack event buffer");
     let watcher = match conntrack::spawn_watcher(WatcherOptions {
         resync_interval: cfg.conntrack.resync_interval,
-        event_buffer: cfg.conntrack.event_buffer,
+        event_buffer,
     }) {
         Ok(w) => Some(w),
         Err(e) => {

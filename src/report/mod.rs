@@ -332,11 +332,12 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
     };
     let _ = writeln!(
         o,
-        "conntrack:  {} events, {} resyncs ({} full) every {}, {} overruns{}",
+        "conntrack:  {} events, resyncs every {}: {} lookup rounds, {} dumps ({} full), {} overruns{}",
         c.events,
+        duration_ms(every as f64),
+        c.lookups,
         c.dumps,
         c.full_dumps,
-        duration_ms(every as f64),
         c.overruns,
         if c.overruns > 0 {
             " (events lost, resynced; raise [conntrack] event_buffer)"
@@ -345,12 +346,26 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
         }
     );
     let cost = |v: Option<f64>| v.map_or("not yet".to_string(), duration_ms);
+    if let Some(took) = c.last_lookup_ms {
+        let _ = writeln!(
+            o,
+            "            last lookups: {} offloaded or recent flows in {} (one kernel hash lookup each)",
+            c.last_lookup_flows,
+            duration_ms(took)
+        );
+    }
     let _ = writeln!(
         o,
-        "            last offloaded-only dump {}, last full dump {}",
+        "            last offloaded-only dump {}, last full dump {} (each walks the table: spaced by its cost)",
         cost(c.last_filtered_dump_ms),
         cost(c.last_full_dump_ms)
     );
+    if c.approximate {
+        let _ = writeln!(
+            o,
+            "            counts are approximate: events were lost, and the next full dump settles them"
+        );
+    }
     if c.status_filter == Some(false) {
         let _ = writeln!(
             o,

@@ -194,8 +194,8 @@ devices:    lan0    in flowtable (software): hardware refused
 flows:      12 slow, 3 software, 0 hardware
 moves:      slow->sw 15, slow->hw 0, sw->hw 0, hw->sw 0, back to slow 12
 to offload: p50 41 ms, p95 120 ms (last 15 offloaded flows)
-conntrack:  1234 events, 61 resyncs (3 full) every 9.5 s, 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
-            last offloaded-only dump not yet, last full dump 190 ms
+conntrack:  1234 events, resyncs every 9.5 s: 0 lookup rounds, 61 dumps (3 full), 1 overruns (events lost, resynced; raise [conntrack] event_buffer)
+            last offloaded-only dump not yet, last full dump 190 ms (each walks the table: spaced by its cost)
             the kernel ignores the conntrack status filter (Linux < 5.15): every resync dumps the whole table, so it runs every 9.5 s instead of 2.0 s
 last apply: 3m11s ago, took 602 ms, ruleset changed
 flushes:    2 after firewall changes; last 2.0 s ago (inet fw4), took 12 ms
@@ -254,6 +254,29 @@ fn status_text_says_plainly_when_no_configured_device_exists() {
     let text = status_text(&st);
     assert!(
         text.contains("NO DEVICES: none of the configured devices exists, so nothing is offloaded; devices here: ens1f0np0, ens1f1np1 (set [offload] devices and reload)\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_text_says_what_resyncs_cost_and_when_counts_are_approximate() {
+    let mut st = status();
+    let c = st.conntrack.as_mut().unwrap();
+    c.lookups = 40;
+    c.last_lookup_flows = 1000;
+    c.last_lookup_ms = Some(2.5);
+    c.approximate = true;
+    let text = status_text(&st);
+    assert!(
+        text.contains("conntrack:  1234 events, resyncs every 9.5 s: 40 lookup rounds, 61 dumps (3 full), 1 overruns"),
+        "{text}"
+    );
+    assert!(
+        text.contains("            last lookups: 1000 offloaded or recent flows in 2.5 ms (one kernel hash lookup each)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("counts are approximate: events were lost"),
         "{text}"
     );
 }

@@ -4,6 +4,7 @@
 # quotes. Needs root; touches only the namespace it creates.
 #   sudo tests/bench/conntrack.sh [ENTRIES] [REPS]
 set -eu
+. "$(dirname "$0")/ns.sh"
 N=${1:-100000}
 REPS=${2:-7}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,24 +16,9 @@ BIN=$REPO/target/release/offloadd
 CT_BENCH=$REPO/target/release/examples/ct_bench
 cleanup() { ip netns del "$NS" 2>/dev/null || true; }
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+bench_ns "$NS"
 ip -n "$NS" addr add 127.0.0.2/8 dev lo 2>/dev/null || true
-ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3600
-# Conntrack only tracks a namespace once a rule needs it.
-ip netns exec "$NS" nft -f - <<'NFT'
-table inet bench {
-    chain out { type filter hook output priority 0; ct state new counter; }
-}
-NFT
-# One unreplied UDP entry per destination (address, port): N sendto calls from one socket.
-ip netns exec "$NS" python3 - "$N" <<'PY'
-import socket, sys
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(n):
-    s.sendto(b"x", ("127.0.0.%d" % (1 + i // 60000), 1024 + i % 60000))
-PY
+bench_fill "$NS" "$N"
 have=$(ip netns exec "$NS" conntrack -C)
 echo "conntrack entries in the bench namespace: $have (0 offloaded: this kernel has no flowtables)"
 

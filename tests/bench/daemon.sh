@@ -4,6 +4,7 @@
 # conntrack table with N UDP entries in one burst. Prints `key value` lines.
 #   sudo tests/bench/daemon.sh [ENTRIES]
 set -eu
+. "$(dirname "$0")/ns.sh"
 N=${1:-100000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$REPO/target/release/offloadd
@@ -13,14 +14,7 @@ T=$(mktemp -d)
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 2; }
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3600
-ip netns exec "$NS" nft -f - <<'NFT'
-table inet bench {
-    chain out { type filter hook output priority 0; ct state new counter; }
-}
-NFT
+bench_ns "$NS"
 printf 'mode = "observe"\n[offload]\ndevices = []\n[conntrack]\nresync_interval = "250ms"\n' >"$T/bench.toml"
 ip netns exec "$NS" "$BIN" run --config "$T/bench.toml" --socket "$SOCK" 2>"$T/daemon.log" &
 PID=$!
@@ -41,13 +35,7 @@ echo "pss_idle_kib $(pss_kib)"
 
 # Event intake: one burst of N new UDP entries, as fast as one Python process sends.
 ev0=$(field "c['events']"); cpu0=$(cpu_ticks); t0=$(date +%s%N)
-ip netns exec "$NS" python3 - "$N" <<'PY'
-import socket, sys
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(n):
-    s.sendto(b"x", ("127.0.0.%d" % (1 + i // 60000), 1024 + i % 60000))
-PY
+bench_fill "$NS" "$N"
 t_sent=$(date +%s%N)
 have=$(ip netns exec "$NS" conntrack -C)
 for _ in $(seq 300); do

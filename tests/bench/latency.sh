@@ -6,6 +6,7 @@
 # `key value` lines: p50, p99 and worst answer in ms, and how many full dumps ran then.
 #   sudo tests/bench/latency.sh [ENTRIES] [OFFLOADD_BINARY]
 set -eu
+. "$(dirname "$0")/ns.sh"
 N=${1:-100000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${2:-$REPO/target/release/offloadd}
@@ -15,22 +16,9 @@ T=$(mktemp -d)
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 2; }
 cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_udp_timeout=3600
+bench_ns "$NS"
 ip netns exec "$NS" sysctl -qw net.netfilter.nf_conntrack_max=300000 2>/dev/null || true
-ip netns exec "$NS" nft -f - <<'NFT'
-table inet bench {
-    chain out { type filter hook output priority 0; ct state new counter; }
-}
-NFT
-ip netns exec "$NS" python3 - "$N" <<'PY'
-import socket, sys
-n = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-for i in range(n):
-    s.sendto(b"x", ("127.0.%d.%d" % (i // 60000 // 250, 1 + i // 60000 % 250), 1024 + i % 60000))
-PY
+bench_fill "$NS" "$N"
 printf 'mode = "observe"\n[offload]\ndevices = []\n[conntrack]\nresync_interval = "100ms"\n' >"$T/bench.toml"
 ip netns exec "$NS" "$BIN" run --config "$T/bench.toml" --socket "$SOCK" 2>"$T/daemon.log" &
 PID=$!

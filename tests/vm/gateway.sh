@@ -1,6 +1,7 @@
 # VM tier, sourced by guest.sh on a fresh two-veth lab: a Linux gateway (issue 15).
-# 1. What `check` finds about this kernel (each feature tried) and what a first start
-#    with none of the configured devices present says.
+# 1. What `check` finds about this kernel (each feature tried), what a first start with
+#    none of the configured devices present says, and a flow leaving the flowtable on
+#    its idle timeout (no event) seen by the lookups of the next resync.
 # 2. offloadd beside a real firewalld: Debian's package (its version is in
 #    /opt/offloadd-firewalld/VERSION; 1.3.3 on bookworm), unpacked by tests/setup.sh and
 #    run in the router's namespace on a D-Bus system bus of its own. Zones internal
@@ -26,6 +27,27 @@ judge status_says_no_devices "$(cat "$T/status-nodev.txt")" \
 judge start_warns_no_devices "$(grep 'no flowtable devices' "$OUT/offloadd-nodev.log")" \
     grep -q 'devices_here=\["lan0", "wan0"\]'
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+
+# --- A flow leaving the flowtable on its idle timeout sends no event: the next lookup
+# round (every 2 s) sees it back on slow. The flowtable's UDP timeout is made 4 s.
+UDP_FT_TIMEOUT=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
+in_router sysctl -qw net.netfilter.nf_flowtable_udp_timeout=4
+start_offloadd "$T/gw.toml" "$OUT/offloadd-idle.log"
+run_udp 3 7777 40200 "$T/udp-idle.log"
+poll 10 offloaded udp 7777
+IDLE_OFFLOADED=$(flows udp 7777)
+wait "$UDP_PID"
+# The moment conntrack shows it without the offload bit, then offloadd listing it slow.
+poll 15 bash -c "! (ip netns exec $R conntrack -L -p udp --dport 7777 2>/dev/null | grep -q OFFLOAD)"
+t_ct=$(now_ms)
+IDLE_LAG=never
+poll 10 on_path slow "198.18.1.2:40200 -> 198.18.2.2:7777" && IDLE_LAG=$(($(now_ms) - t_ct))
+IDLE_STATUS=$("$OFFLOADD" status 2>&1 | grep -A1 'last lookups')
+echo "idle timeout: offloadd listed the flow slow ${IDLE_LAG} ms after conntrack showed it had left the flowtable; ${IDLE_STATUS}" >>"$OUT/report-gateway.txt"
+judge idle_timeout_seen_by_lookups "before: ${IDLE_OFFLOADED}; lag ${IDLE_LAG} ms; ${IDLE_STATUS}" \
+    bash -c "o=\$(cat); grep -q OFFLOAD <<<\"\$o\" && [ '$IDLE_LAG' != never ] && [ '${IDLE_LAG/never/99999}' -le 2500 ] && grep -q 'last lookups: ' <<<\"\$o\""
+kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+in_router sysctl -qw "net.netfilter.nf_flowtable_udp_timeout=$UDP_FT_TIMEOUT"
 
 # --- 2. firewalld.
 FWD=/opt/offloadd-firewalld

@@ -72,7 +72,7 @@ soak_round() { # soak_round N: one round; sets ROUND_* figures
     echo "soak round $1: ${SOAK_CYCLES} device cycles and flow churn in ${ROUND_MS} ms; flows at the end: ${ROUND_FLOWS}; devices ${ROUND_DEVICES}; churn: $(cat "$T/churn-$1.txt") exchanges; rss ${ROUND_RSS} KiB after conntrack -F" >>"$OUT/report-soak.txt"
 }
 
-SOAK_MATCHES=0 SOAK_DEVICES_OK=0
+SOAK_MATCHES=0 SOAK_DEVICES_OK=0 RSS_ROUNDS="" RSS_ALL=""
 for round in $(seq "$SOAK_ROUNDS"); do
     soak_round "$round"
     [ "$ROUND_MATCH" = yes ] && SOAK_MATCHES=$((SOAK_MATCHES + 1))

@@ -1,0 +1,55 @@
+//! The watcher's pure decisions: when dumps may run, and what an ignored status
+//! filter changes.
+
+use super::*;
+
+fn dump(filter: DumpFilter, unfiltered: u64) -> Dump {
+    Dump {
+        kind: Kind::Dump(filter),
+        rx: mpsc::channel(1).1,
+        started: Instant::now(),
+        unfiltered,
+        found: HashSet::new(),
+    }
+}
+
+#[test]
+fn an_ignored_status_filter_is_noticed_and_full_dumps_are_spaced() {
+    let two = Duration::from_secs(2);
+    let ms = Duration::from_millis;
+    // A kernel that filters: offloaded-only dumps stay, the interval too.
+    let f = dump(DumpFilter::Offloaded, 0);
+    assert_eq!(adapt(true, two, &f, ms(3)), (true, two));
+    // One that ignored the filter (RHEL 9's 5.14): entries without the bit came back.
+    let ignored = dump(DumpFilter::Offloaded, 100_000);
+    assert_eq!(adapt(true, two, &ignored, ms(170)), (false, two));
+    // From then on dumps are full; 170 ms each, so at most every 8.5 s (2 %).
+    let full = dump(DumpFilter::All, 0);
+    assert_eq!(adapt(false, two, &full, ms(170)), (false, ms(8500)));
+    // A cheap full dump never shortens the configured interval.
+    assert_eq!(adapt(false, two, &full, ms(5)), (false, two));
+    // With the filter working, the periodic full dump changes nothing.
+    assert_eq!(adapt(true, two, &full, ms(170)), (true, two));
+}
+
+#[test]
+fn dumps_that_walk_the_table_are_spaced_by_their_cost() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    // Never run: now.
+    assert!(spaced(None, FULL_EVERY, RECONCILE_SHARE, t0));
+    // A 10 ms full dump: every minute (500 x 10 ms is 5 s, under the minute).
+    let cheap = Some((t0, ms(10)));
+    assert!(!spaced(cheap, FULL_EVERY, RECONCILE_SHARE, t0 + s(59)));
+    assert!(spaced(cheap, FULL_EVERY, RECONCILE_SHARE, t0 + s(60)));
+    // A 360 ms one (100k entries): every 180 s, 0.2 % of the time.
+    let dear = Some((t0, ms(360)));
+    assert!(!spaced(dear, FULL_EVERY, RECONCILE_SHARE, t0 + s(179)));
+    assert!(spaced(dear, FULL_EVERY, RECONCILE_SHARE, t0 + s(180)));
+    // After an overrun: 5 s at the soonest, or 50 x its cost (18 s here), so a stream of
+    // overruns never keeps the kernel dumping.
+    assert!(!spaced(dear, MIN_FULL_GAP, MAX_DUMP_SHARE, t0 + s(17)));
+    assert!(spaced(dear, MIN_FULL_GAP, MAX_DUMP_SHARE, t0 + s(18)));
+    assert!(spaced(cheap, MIN_FULL_GAP, MAX_DUMP_SHARE, t0 + s(5)));
+}
