@@ -174,9 +174,52 @@ struct Actor {
     overrun_at: Option<Instant>,
 }
 
+/// What the next resync is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Full,
+    Offloaded,
+    Lookup,
+    Wait,
+}
+
+type LastRun = Option<(Instant, Duration)>;
+
+/// The resync to start now. `tick`: the resync interval came round (otherwise an
+/// overrun, or a resync that just ended: only a due full dump may start then, so lookups
+/// never run back to back while a full dump waits for its gap). `full_due`: start or
+/// overrun. `filtered`: the kernel filters dumps by status (else every resync is full,
+/// spaced by `adapt`). `last`: when the last full and offloaded-only dumps began, and
+/// what they took.
+fn next_resync(
+    tick: bool,
+    full_due: bool,
+    filtered: bool,
+    last: (LastRun, LastRun),
+    now: Instant,
+) -> Next {
+    let (last_full, last_filtered) = last;
+    let full = if !filtered {
+        tick || full_due
+    } else if full_due {
+        spaced(last_full, MIN_FULL_GAP, MAX_DUMP_SHARE, now)
+    } else {
+        tick && spaced(last_full, FULL_EVERY, RECONCILE_SHARE, now)
+    };
+    if full {
+        Next::Full
+    } else if !tick {
+        Next::Wait
+    } else if !full_due && spaced(last_filtered, RECONCILE_EVERY, RECONCILE_SHARE, now) {
+        Next::Offloaded
+    } else {
+        Next::Lookup
+    }
+}
+
 /// Whether a dump whose last run began at `last` and took `took` may run again now:
 /// `every` after it, or `share` times its cost if that is longer.
-fn spaced(last: Option<(Instant, Duration)>, every: Duration, share: u32, now: Instant) -> bool {
+fn spaced(last: LastRun, every: Duration, share: u32, now: Instant) -> bool {
     match last {
         None => true,
         Some((at, took)) => now.duration_since(at) >= every.max(took * share),
@@ -206,7 +249,7 @@ async fn next_dump_msg(dump: &mut Option<Dump>) -> Option<DumpMsg> {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let configured = self.interval;
-        self.start_dump();
+        self.start_dump(true);
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,12 +291,12 @@ impl Actor {
                         self.overrun_at = Some(Instant::now());
                         warn!("conntrack events were lost (event socket overrun); counts are approximate until the next full resync (raise [conntrack] event_buffer if this repeats)");
                         self.full_due = true;
-                        self.start_dump();
+                        self.start_dump(false);
                     }
                 }
                 msg = next_dump_msg(&mut self.dump) => self.dump_msg(msg),
                 _ = tick.tick() => {
-                    self.start_dump();
+                    self.start_dump(true);
                     if self.interval != tick.period() {
                         info!(interval_ms = self.interval.as_millis() as u64, configured_ms = configured.as_millis() as u64, "conntrack resync interval changed to keep full dumps cheap");
                         tick = tokio::time::interval_at(tokio::time::Instant::now() + self.interval, self.interval);
@@ -281,32 +324,33 @@ impl Actor {
     /// Starts the resync that is due, unless one is running (the next tick or the end
     /// of this one starts it then): a full dump when one is due and spaced enough, else
     /// an offloaded-only dump when due, else lookups of the tracked flows that need it.
-    fn start_dump(&mut self) {
+    /// `tick`: see `next_resync`.
+    fn start_dump(&mut self, tick: bool) {
         if self.dump.is_some() {
             return;
         }
         let now = Instant::now();
-        let full = if !self.filtered_dumps {
-            // Every resync walks the table anyway; `adapt` spaces them.
-            true
-        } else if self.full_due {
-            spaced(self.last_full, MIN_FULL_GAP, MAX_DUMP_SHARE, now)
-        } else {
-            spaced(self.last_full, FULL_EVERY, RECONCILE_SHARE, now)
-        };
-        let request = if full {
-            self.full_due = false;
-            Request::Dump(DumpFilter::All)
-        } else if !self.full_due
-            && spaced(self.last_filtered, RECONCILE_EVERY, RECONCILE_SHARE, now)
-        {
-            Request::Dump(DumpFilter::Offloaded)
-        } else {
-            let keys = self.tracker.lookup_keys(self.epoch.elapsed());
-            if keys.is_empty() {
-                return;
+        let next = next_resync(
+            tick,
+            self.full_due,
+            self.filtered_dumps,
+            (self.last_full, self.last_filtered),
+            now,
+        );
+        let request = match next {
+            Next::Wait => return,
+            Next::Full => {
+                self.full_due = false;
+                Request::Dump(DumpFilter::All)
             }
-            Request::Lookup(keys)
+            Next::Offloaded => Request::Dump(DumpFilter::Offloaded),
+            Next::Lookup => {
+                let keys = self.tracker.lookup_keys(self.epoch.elapsed());
+                if keys.is_empty() {
+                    return;
+                }
+                Request::Lookup(keys)
+            }
         };
         let kind = match &request {
             Request::Dump(f) => Kind::Dump(*f),
@@ -408,7 +452,7 @@ impl Actor {
             }
         }
         if self.full_due {
-            self.start_dump();
+            self.start_dump(false);
         }
     }
 }

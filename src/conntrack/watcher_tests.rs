@@ -53,3 +53,59 @@ fn dumps_that_walk_the_table_are_spaced_by_their_cost() {
     assert!(spaced(dear, MIN_FULL_GAP, MAX_DUMP_SHARE, t0 + s(18)));
     assert!(spaced(cheap, MIN_FULL_GAP, MAX_DUMP_SHARE, t0 + s(5)));
 }
+
+#[test]
+fn the_next_resync_after_an_overrun_waits_for_its_gap_without_spinning() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let ms = Duration::from_millis;
+    let full_at_t0 = Some((t0, ms(10)));
+    let never = None;
+    // Start: full.
+    assert_eq!(
+        next_resync(true, true, true, (never, never), t0),
+        Next::Full
+    );
+    // An overrun 1 s after that full dump: nothing at once (not a tick), lookups at the
+    // ticks, the full dump from 5 s after the last one, tick or not.
+    let at = |d| t0 + d;
+    assert_eq!(
+        next_resync(false, true, true, (full_at_t0, full_at_t0), at(s(1))),
+        Next::Wait
+    );
+    assert_eq!(
+        next_resync(true, true, true, (full_at_t0, full_at_t0), at(s(2))),
+        Next::Lookup
+    );
+    assert_eq!(
+        next_resync(false, true, true, (full_at_t0, full_at_t0), at(s(5))),
+        Next::Full
+    );
+    // A resync that just ended, nothing due: wait for the tick.
+    assert_eq!(
+        next_resync(false, false, true, (full_at_t0, full_at_t0), at(s(100))),
+        Next::Wait
+    );
+    // Ticks: lookups; the offloaded-only dump after 30 s; the full one after 60 s.
+    assert_eq!(
+        next_resync(true, false, true, (full_at_t0, full_at_t0), at(s(2))),
+        Next::Lookup
+    );
+    assert_eq!(
+        next_resync(true, false, true, (full_at_t0, full_at_t0), at(s(30))),
+        Next::Offloaded
+    );
+    assert_eq!(
+        next_resync(true, false, true, (full_at_t0, full_at_t0), at(s(60))),
+        Next::Full
+    );
+    // Without the status filter every tick is a full dump (spaced by `adapt`).
+    assert_eq!(
+        next_resync(true, false, false, (full_at_t0, never), at(s(2))),
+        Next::Full
+    );
+    assert_eq!(
+        next_resync(false, false, false, (full_at_t0, never), at(s(2))),
+        Next::Wait
+    );
+}
