@@ -114,9 +114,23 @@ fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
     config::parse_duration(s)
 }
 
+/// Client commands die quietly when their reader goes away (`offloadd plan | head`), as
+/// Unix tools do: Rust ignores SIGPIPE, so without this the first print after the pipe
+/// closed panics ("failed printing to stdout: Broken pipe"). The daemon keeps ignoring
+/// it: a control client that hangs up must cost it an EPIPE, not its life.
+fn die_quietly_on_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_DFL before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     one_malloc_arena();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        die_quietly_on_sigpipe();
+    }
     init_logging(&cli.log);
     let socket = cli.socket;
     let result = match cli.command {

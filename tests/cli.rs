@@ -77,3 +77,37 @@ fn metrics_without_a_daemon_report_down() {
     );
     assert!(err.contains("offloadd is not running"), "{err}");
 }
+
+/// `offloadd plan | head -1` on a big config: the reader goes away while plan still
+/// prints. The command must end quietly by SIGPIPE, as Unix tools do, not panic with
+/// "failed printing to stdout: Broken pipe" (it did, and the cross tier's
+/// `plan | grep -q` check failed on it once).
+#[test]
+fn plan_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = std::env::temp_dir().join(format!("offloadd-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("big.toml");
+    let mut toml = String::from("[offload]\ndevices = [\"lo\"]\n");
+    for port in 1000..4000 {
+        toml.push_str(&format!("[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"{port}\"]\n"));
+    }
+    std::fs::write(&cfg, toml).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["plan", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The pipe's read end is closed now; plan has far more than a pipe buffer to print.
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+}

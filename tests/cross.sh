@@ -86,10 +86,14 @@ for line in "${all[@]}"; do
     size=$(stat -c %s "/tmp/offloadd-$target")
     # The release binary runs: `plan` needs no privileges.
     printf '[offload]\ndevices = ["lo"]\nhardware = "off"\n' >/tmp/offloadd-cross.toml
-    if "qemu-$qemu-static" -L "$sysroot" "/tmp/offloadd-$target" plan --config /tmp/offloadd-cross.toml | grep -q 'flow add @ft'; then
+    # Captured whole, then judged: `| grep -q` closes the pipe at the first match, and a
+    # writer still printing then dies of SIGPIPE (which pipefail counts as a failure).
+    rc=0
+    planned=$("qemu-$qemu-static" -L "$sysroot" "/tmp/offloadd-$target" plan --config /tmp/offloadd-cross.toml 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ] && grep -q 'flow add @ft' <<<"$planned"; then
         report+=("$target: unit tests passed; stripped release binary $((size / 1024)) KiB; plan runs")
     else
-        echo "cross: $target release binary did not plan"; failed=$((failed + 1))
+        echo "cross: $target release binary did not plan (exit $rc): $(head -c 400 <<<"$planned")"; failed=$((failed + 1))
     fi
 done
 printf 'cross: %s\n' "${report[@]}"
