@@ -91,7 +91,9 @@ fn plan_into_a_closed_pipe_ends_quietly() {
     let cfg = dir.join("big.toml");
     let mut toml = String::from("[offload]\ndevices = [\"lo\"]\n");
     for port in 1000..4000 {
-        toml.push_str(&format!("[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"{port}\"]\n"));
+        toml.push_str(&format!(
+            "[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"{port}\"]\n"
+        ));
     }
     std::fs::write(&cfg, toml).unwrap();
     let mut child = Command::new(BIN)
@@ -105,7 +107,12 @@ fn plan_into_a_closed_pipe_ends_quietly() {
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // The pipe's read end is closed now; plan has far more than a pipe buffer to print.
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(!err.contains("panicked"), "{err}");
