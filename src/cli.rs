@@ -271,11 +271,15 @@ fn print_flows(
     if source == Source::Kernel {
         eprintln!("{NOT_RUNNING_NOTE}");
     }
+    use std::io::Write;
     if json {
-        println!("{}", serde_json::to_string_pretty(&flows)?);
+        // Written as it is serialized: no second copy of the whole list as one string.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &flows)?;
+        writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    use std::io::Write;
     let mut out = std::io::stdout().lock();
     for f in &flows {
         // A closed pipe (`| head`) ends the listing quietly.

@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(libnftnl-dev libmnl-dev pkg-config nftables conntrack iperf3 iproute2 iputils-ping
       qemu-system-x86 kmod busybox-static python3 python3-pip shellcheck systemd
       pppoe ppp wireguard-tools dpkg-dev rpm lintian rpmlint
-      dbus-daemon python3-dbus python3-gi gir1.2-glib-2.0)
+      dbus-daemon python3-dbus python3-gi gir1.2-glib-2.0 time)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,8 @@
 # with N unreplied UDP entries (default 100000), runs the daemon there in observe mode
 # for SECONDS (default 60) after a 10 s warm-up, and prints its CPU time (user + system,
 # from /proc/PID/stat: the kernel's dump work is charged to it) as a share of one core,
-# its RSS, and `status` latency (p50/p99 of 50 calls). With a second binary (an older
+# its RSS, `status` latency (p50/p99 of 50 calls), and the peak RSS and wall time of an
+# `offloadd flows --json` client against `conntrack -L`. With a second binary (an older
 # build) it runs both, one after the other on the same table, and prints the ratios.
 #   sudo tests/bench/steady.sh [ENTRIES] [SECONDS] [OLD_BINARY]
 # Needs root; touches only the namespace it creates.
@@ -42,17 +43,26 @@ run() {
         s=$(date +%s%N); "$bin" --socket "$DIR/s.sock" status --json >/dev/null; e=$(date +%s%N)
         echo $(((e - s) / 1000))
     done | sort -n | awk '{v[NR] = $1} END {printf "%.1f %.1f", v[int(NR / 2) + 1] / 1000, v[int(NR * 0.99)] / 1000}')
+    # `offloadd flows --json` through the daemon: the client's peak RSS and wall time.
+    local fl
+    fl=$( { /usr/bin/time -f '%M %e' "$bin" --socket "$DIR/s.sock" flows --json >/dev/null; } 2>&1 | tail -1)
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-    awk -v c=$((c1 - c0)) -v hz="$HZ" -v ns=$((t1 - t0)) -v l="$label" -v r="$rss" -v lat="$lat" \
-        'BEGIN {printf "%s %.3f %d %s\n", l, 100 * c / hz / (ns / 1e9), r, lat}'
+    awk -v c=$((c1 - c0)) -v hz="$HZ" -v ns=$((t1 - t0)) -v l="$label" -v r="$rss" -v lat="$lat" -v fl="$fl" \
+        'BEGIN {printf "%s %.3f %d %s %s\n", l, 100 * c / hz / (ns / 1e9), r, lat, fl}'
+}
+show() { # show LABEL LINE
+    set -- "$1" $2
+    echo "$1 CPU $3 % of one core, RSS $4 KiB, status p50/p99 $5/$6 ms, flows --json client peak RSS $7 KiB in $8 s"
 }
 
 echo "conntrack entries: $have (none offloaded: this kernel has no flowtables); ${SECS} s after a 10 s warm-up"
+ct_list=$( { /usr/bin/time -f '%e' ip netns exec "$NS" conntrack -L >/dev/null; } 2>&1 | tail -1)
+echo "conntrack -L: $ct_list s"
 new=$(run "$NEW" new)
-echo "this build:  CPU $(echo "$new" | cut -d' ' -f2) % of one core, RSS $(echo "$new" | cut -d' ' -f3) KiB, status p50/p99 $(echo "$new" | cut -d' ' -f4-5 | tr ' ' '/') ms"
+show "this build: " "$new"
 if [ -n "$OLD" ]; then
     old=$(run "$OLD" old)
-    echo "older build: CPU $(echo "$old" | cut -d' ' -f2) % of one core, RSS $(echo "$old" | cut -d' ' -f3) KiB, status p50/p99 $(echo "$old" | cut -d' ' -f4-5 | tr ' ' '/') ms"
+    show "older build:" "$old"
     awk -v a="$(echo "$new" | cut -d' ' -f2)" -v b="$(echo "$old" | cut -d' ' -f2)" \
         'BEGIN {if (b > 0) printf "ratio this / older CPU: %.2f (target: 0.2 %% of a core at 100k entries)\n", a / b}'
 fi
