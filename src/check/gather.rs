@@ -71,13 +71,7 @@ pub fn gather(source: &Source) -> Facts {
     };
     x.plan = Some(Ok(desired.clone()));
     if desired.devices().next().is_none() {
-        let mut here: Vec<String> = links
-            .names()
-            .filter(|n| *n != "lo")
-            .map(String::from)
-            .collect();
-        here.sort();
-        x.present = here;
+        x.present = links.names_but_lo();
     }
     let sysfs = Path::new(crate::link::SYSFS_NET);
     x.mlx5 = desired

@@ -99,7 +99,11 @@ pub(super) fn devices(x: &Facts, hardware: bool, out: &mut Vec<Finding>) {
                     "mlx5 {} (pci/{}): eswitch in switchdev mode{rep}, hw-tc-offload {}",
                     port.device,
                     port.pci,
-                    yes_no(*hw_tc).replace("yes", "on").replace("no", "off")
+                    match hw_tc {
+                        Some(true) => "on",
+                        Some(false) => "off",
+                        None => "not known",
+                    }
                 ),
                 None,
             ));

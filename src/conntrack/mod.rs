@@ -9,6 +9,7 @@ mod decode;
 mod dumper;
 mod lookup;
 mod record;
+mod schedule;
 mod socket;
 mod tracker;
 mod watcher;

@@ -213,16 +213,11 @@ impl CtSocket {
 
     /// For benchmarks: receive a whole dump and parse nothing (the floor).
     pub fn dump_raw(&mut self, filter: DumpFilter) -> Result<usize, CtError> {
-        self.seq = self.seq.wrapping_add(1);
-        self.sock
-            .send(&dump_request(filter, self.seq), 0)
-            .map_err(io("sending the dump request"))?;
+        let seq = self.next_seq();
+        self.send_raw(&dump_request(filter, seq), "sending the dump request")?;
         let mut total = 0;
         loop {
-            let n = self
-                .sock
-                .recv(&mut &mut self.buf[..], 0)
-                .map_err(io("receiving the dump"))?;
+            let n = self.recv_raw("receiving the dump")?;
             total += n;
             // Step over headers only: NLMSG_DONE may share the last datagram with entries.
             if messages(&self.buf[..n]).any(|m| m == Message::Done) {
@@ -292,33 +287,23 @@ pub(crate) fn dump_request(filter: DumpFilter, seq: u32) -> Vec<u8> {
 
 fn set_rcvbuf(fd: RawFd, bytes: usize) -> io::Result<()> {
     let val = bytes.min(i32::MAX as usize) as libc::c_int;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: fd is an open socket and val a c_int that outlives the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&val as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    Err(io::Error::last_os_error())
+    set_opt(fd, libc::SO_RCVBUFFORCE, &val).or_else(|_| set_opt(fd, libc::SO_RCVBUF, &val))
 }
 
 fn set_rcvtimeo(fd: RawFd, t: libc::timeval) -> io::Result<()> {
-    // SAFETY: fd is an open socket and t a timeval that outlives the call.
+    set_opt(fd, libc::SO_RCVTIMEO, &t)
+}
+
+/// setsockopt(SOL_SOCKET, opt) with a value of the type that option takes.
+fn set_opt<T>(fd: RawFd, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: fd is an open socket; val points to a live T of the size passed.
     let rc = unsafe {
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&t as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
+            opt,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {

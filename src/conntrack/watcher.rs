@@ -27,23 +27,13 @@ use tracing::{debug, info, warn};
 use std::collections::HashSet;
 
 use super::dumper::{spawn_dumper, DumpMsg, DumpRequest, Outcome, Request, CHUNKS_IN_FLIGHT};
+use super::schedule::{adapt, next_resync, Next};
+pub use super::schedule::{FULL_EVERY, RECONCILE_EVERY};
 use super::{
     CtError, CtSocket, DumpFilter, FlowKey, FlowRecord, FlowTracker, PathFilter, Stats, Transition,
     IPS_OFFLOAD,
 };
 
-/// The longest time between full dumps, and between offloaded-only dumps.
-pub const FULL_EVERY: Duration = Duration::from_secs(60);
-pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-/// A dump that walks the table runs at most once every this many times its own last
-/// duration: 1/500 = 0.2 % of the time (100k entries: a 0.36 s full dump every 3 min).
-const RECONCILE_SHARE: u32 = 500;
-/// After an overrun, the full dump that settles the counts waits at least this long
-/// after the last one began.
-const MIN_FULL_GAP: Duration = Duration::from_secs(5);
-/// Without the kernel's status filter every resync walks the whole table: space them so
-/// dumping takes at most this share of the time.
-const MAX_DUMP_SHARE: u32 = 50; // 1/50 = 2 %
 /// Transitions kept for slow `--watch` clients before they are told they lagged.
 /// tokio's broadcast channel allocates and initialises every slot up front: 4096 slots
 /// were 0.6 MiB resident at idle. 512 still covers seconds of `--watch` output.
@@ -144,15 +134,6 @@ struct Dump {
     found: HashSet<FlowKey>,
 }
 
-impl Dump {
-    fn filter(&self) -> Option<DumpFilter> {
-        match self.kind {
-            Kind::Dump(f) => Some(f),
-            Kind::Lookup => None,
-        }
-    }
-}
-
 struct Actor {
     events: AsyncFd<CtSocket>,
     dumps: std::sync::mpsc::Sender<DumpRequest>,
@@ -172,71 +153,6 @@ struct Actor {
     last_filtered: Option<(Instant, Duration)>,
     /// The last overrun: counts are approximate until a full dump begun after it ends.
     overrun_at: Option<Instant>,
-}
-
-/// What the next resync is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
-    Full,
-    Offloaded,
-    Lookup,
-    Wait,
-}
-
-type LastRun = Option<(Instant, Duration)>;
-
-/// The resync to start now. `tick`: the resync interval came round (otherwise an
-/// overrun, or a resync that just ended: only a due full dump may start then, so lookups
-/// never run back to back while a full dump waits for its gap). `full_due`: start or
-/// overrun. `filtered`: the kernel filters dumps by status (else every resync is full,
-/// spaced by `adapt`). `last`: when the last full and offloaded-only dumps began, and
-/// what they took.
-fn next_resync(
-    tick: bool,
-    full_due: bool,
-    filtered: bool,
-    last: (LastRun, LastRun),
-    now: Instant,
-) -> Next {
-    let (last_full, last_filtered) = last;
-    let full = if !filtered {
-        tick || full_due
-    } else if full_due {
-        spaced(last_full, MIN_FULL_GAP, MAX_DUMP_SHARE, now)
-    } else {
-        tick && spaced(last_full, FULL_EVERY, RECONCILE_SHARE, now)
-    };
-    if full {
-        Next::Full
-    } else if !tick {
-        Next::Wait
-    } else if !full_due && spaced(last_filtered, RECONCILE_EVERY, RECONCILE_SHARE, now) {
-        Next::Offloaded
-    } else {
-        Next::Lookup
-    }
-}
-
-/// Whether a dump whose last run began at `last` and took `took` may run again now:
-/// `every` after it, or `share` times its cost if that is longer.
-fn spaced(last: LastRun, every: Duration, share: u32, now: Instant) -> bool {
-    match last {
-        None => true,
-        Some((at, took)) => now.duration_since(at) >= every.max(took * share),
-    }
-}
-
-/// After a dump: whether dumps can still be filtered by the kernel, and the resync
-/// interval. An offloaded-only dump that returned an entry without IPS_OFFLOAD was not
-/// filtered (the kernel lacks the filter and returned the whole table); then every
-/// resync is full, and full dumps are spaced to take at most 1/MAX_DUMP_SHARE of the
-/// time.
-fn adapt(filtered: bool, interval: Duration, dump: &Dump, took: Duration) -> (bool, Duration) {
-    let filtered = filtered && dump.unfiltered == 0;
-    if !filtered && dump.filter() == Some(DumpFilter::All) {
-        return (filtered, interval.max(took * MAX_DUMP_SHARE));
-    }
-    (filtered, interval)
 }
 
 async fn next_dump_msg(dump: &mut Option<Dump>) -> Option<DumpMsg> {
@@ -434,8 +350,13 @@ impl Actor {
                 if dump.unfiltered > 0 && self.filtered_dumps {
                     info!(entries = count.entries, "the kernel ignored the conntrack status filter (it arrived in Linux 5.15): every resync is a full dump of the table");
                 }
-                (self.filtered_dumps, self.interval) =
-                    adapt(self.filtered_dumps, self.interval, &dump, took);
+                (self.filtered_dumps, self.interval) = adapt(
+                    self.filtered_dumps,
+                    self.interval,
+                    filter,
+                    dump.unfiltered,
+                    took,
+                );
             }
             (Ok(Outcome::Dump(_)), Kind::Lookup) => self.tracker.abort_resync(),
             (Err(CtError::Refused(errno)), Kind::Dump(DumpFilter::Offloaded)) => {
@@ -456,7 +377,3 @@ impl Actor {
         }
     }
 }
-
-#[cfg(test)]
-#[path = "watcher_tests.rs"]
-mod tests;

@@ -122,14 +122,7 @@ pub async fn apply_and_record(
             let before = st.clone();
             view::applied(&mut st, cfg, a);
             st.present_devices = if a.desired.devices().next().is_none() {
-                let mut here: Vec<String> = links
-                    .borrow()
-                    .names()
-                    .filter(|n| *n != "lo")
-                    .map(String::from)
-                    .collect();
-                here.sort();
-                here
+                links.borrow().names_but_lo()
             } else {
                 vec![]
             };

@@ -123,6 +123,15 @@ impl LinkSnapshot {
         self.links.keys().map(String::as_str)
     }
 
+    /// The devices there are, but loopback, in name order: what to tell a user whose
+    /// configured devices are all missing.
+    pub fn names_but_lo(&self) -> Vec<String> {
+        self.names()
+            .filter(|n| *n != "lo")
+            .map(String::from)
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.links.len()
     }

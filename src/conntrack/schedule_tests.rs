@@ -1,35 +1,29 @@
-//! The watcher's pure decisions: when dumps may run, and what an ignored status
+//! The resync schedule's decisions: when dumps may run, and what an ignored status
 //! filter changes.
 
 use super::*;
-
-fn dump(filter: DumpFilter, unfiltered: u64) -> Dump {
-    Dump {
-        kind: Kind::Dump(filter),
-        rx: mpsc::channel(1).1,
-        started: Instant::now(),
-        unfiltered,
-        found: HashSet::new(),
-    }
-}
 
 #[test]
 fn an_ignored_status_filter_is_noticed_and_full_dumps_are_spaced() {
     let two = Duration::from_secs(2);
     let ms = Duration::from_millis;
     // A kernel that filters: offloaded-only dumps stay, the interval too.
-    let f = dump(DumpFilter::Offloaded, 0);
-    assert_eq!(adapt(true, two, &f, ms(3)), (true, two));
+    assert_eq!(
+        adapt(true, two, DumpFilter::Offloaded, 0, ms(3)),
+        (true, two)
+    );
     // One that ignored the filter (RHEL 9's 5.14): entries without the bit came back.
-    let ignored = dump(DumpFilter::Offloaded, 100_000);
-    assert_eq!(adapt(true, two, &ignored, ms(170)), (false, two));
+    assert_eq!(
+        adapt(true, two, DumpFilter::Offloaded, 100_000, ms(170)),
+        (false, two)
+    );
     // From then on dumps are full; 170 ms each, so at most every 8.5 s (2 %).
-    let full = dump(DumpFilter::All, 0);
-    assert_eq!(adapt(false, two, &full, ms(170)), (false, ms(8500)));
+    let full = DumpFilter::All;
+    assert_eq!(adapt(false, two, full, 0, ms(170)), (false, ms(8500)));
     // A cheap full dump never shortens the configured interval.
-    assert_eq!(adapt(false, two, &full, ms(5)), (false, two));
+    assert_eq!(adapt(false, two, full, 0, ms(5)), (false, two));
     // With the filter working, the periodic full dump changes nothing.
-    assert_eq!(adapt(true, two, &full, ms(170)), (true, two));
+    assert_eq!(adapt(true, two, full, 0, ms(170)), (true, two));
 }
 
 #[test]
