@@ -128,7 +128,8 @@ fn ruleset_monitor_reports_other_tables_and_ignores_ours() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut rx = offloadd::nft::monitor::spawn_monitor().expect("subscribe");
+            let mut rx =
+                offloadd::nft::monitor::spawn_monitor(Default::default()).expect("subscribe");
             nft("add table inet offloadd");
             nft("add table inet fw4");
             let change = tokio::time::timeout(Duration::from_secs(2), rx.recv())

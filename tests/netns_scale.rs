@@ -111,7 +111,7 @@ fn set_element_churn_is_no_rule_change_and_one_rule_change_is_one() {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let mut rx = offloadd::nft::monitor::spawn_monitor().unwrap();
+            let mut rx = offloadd::nft::monitor::spawn_monitor(Default::default()).unwrap();
             // Another program: 200 set-element commits a second for 10 s, each its own
             // `nft` transaction (add, then delete, as dnsmasq nftset and banIP do).
             let churn = tokio::task::spawn_blocking(move || {

@@ -109,7 +109,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .await
         .context("watching network devices (rtnetlink link events)")?;
     let mut links_alive = true;
-    let mut ruleset = match crate::nft::monitor::spawn_monitor() {
+    let mut ruleset = match crate::nft::monitor::spawn_monitor(nft.own_commits()) {
         Ok(rx) => Some(rx),
         Err(e) => {
             warn!("cannot subscribe to nf_tables notifications ({e}); firewall changes will not flush the flowtable");

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::NftError;
 use super::hardware::{apply_with_hardware, HardwareOutcome, Memory};
 use super::kernel::Nft;
+use super::own::OwnCommits;
 use super::readback::Actual;
 use crate::config::Hardware;
 use crate::plan::Desired;
@@ -92,6 +93,7 @@ enum Command {
 #[derive(Clone)]
 pub struct NftHandle {
     tx: mpsc::Sender<Command>,
+    own: OwnCommits,
 }
 
 impl NftHandle {
@@ -104,7 +106,7 @@ impl NftHandle {
             .spawn(move || {
                 let mut nft = match Nft::open() {
                     Ok(n) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(n.own_commits()));
                         n
                     }
                     Err(e) => {
@@ -137,13 +139,18 @@ impl NftHandle {
                 context: "starting the nft thread",
                 error,
             })?;
-        ready_rx.recv().unwrap_or_else(|_| {
+        let own = ready_rx.recv().unwrap_or_else(|_| {
             Err(NftError::Io {
                 context: "starting the nft thread",
                 error: std::io::Error::other("thread ended"),
             })
         })?;
-        Ok(NftHandle { tx })
+        Ok(NftHandle { tx, own })
+    }
+
+    /// The generations this daemon's batches committed as (for the ruleset monitor).
+    pub fn own_commits(&self) -> OwnCommits {
+        self.own.clone()
     }
 
     async fn call<T>(

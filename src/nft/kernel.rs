@@ -10,6 +10,7 @@ use super::batch::{self, BuiltBatch, Delivery, Object, TableFlags};
 use super::error::{explain, NftError};
 use super::features::{self, Features};
 use super::hardware::{Change, Kernel};
+use super::own::OwnCommits;
 use super::readback::Actual;
 use super::socket::NftSocket;
 use super::sys;
@@ -42,6 +43,8 @@ pub struct Nft {
     flush: bool,
     /// Batches whose answers overflowed the receive buffer (since start).
     lost_answers: u64,
+    /// The generations our batches committed as (read by the ruleset monitor).
+    own: OwnCommits,
 }
 
 impl Nft {
@@ -57,7 +60,13 @@ impl Nft {
             races: 0,
             flush: false,
             lost_answers: 0,
+            own: OwnCommits::default(),
         })
+    }
+
+    /// The record of our commits, for the ruleset monitor.
+    pub fn own_commits(&self) -> OwnCommits {
+        self.own.clone()
     }
 
     pub fn owner(&self) -> bool {
@@ -91,6 +100,22 @@ impl Nft {
     /// drained and the outcome is settled by reading the kernel back: a batch that reads
     /// back as `expect` committed; otherwise the first refusal read counts.
     fn send(
+        &mut self,
+        b: &BuiltBatch,
+        how: Delivery,
+        expect: Option<(&Desired, &[String])>,
+    ) -> Result<Option<(Object, i32)>, NftError> {
+        if let Delivery::At(g) = how {
+            self.own.sending(g);
+        }
+        let outcome = self.send_and_settle(b, how, expect);
+        self.own
+            .answered(matches!(outcome, Ok(None)) && matches!(how, Delivery::At(_)));
+        outcome
+    }
+
+    /// `send` without the record of our commits.
+    fn send_and_settle(
         &mut self,
         b: &BuiltBatch,
         how: Delivery,

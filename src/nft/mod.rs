@@ -13,6 +13,7 @@ mod handle;
 mod hardware;
 mod kernel;
 pub mod monitor;
+pub mod own;
 mod readback;
 pub mod socket;
 pub mod sys;

@@ -8,15 +8,29 @@
 //! elements (NEWSETELEM/DELSETELEM: dnsmasq nftset, banIP, crowdsec, fail2ban and
 //! firewalld ipsets do it many times a second) is not a change of rules, and flushing on
 //! each would keep nothing offloaded.
+//!
+//! When the socket overruns, the kernel drops notifications; what was lost is found from
+//! generations: the last NEWGEN read before the overrun and the generation after it, and
+//! whether every commit between them was ours (`own.rs`).
 
 use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use netlink_sys::{AsyncSocket, AsyncSocketExt, TokioSocket};
 use nftnl_sys::libc;
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
+use super::own::{Lost, OwnCommits};
 use crate::plan::TABLE;
+
+/// Receive buffer of the monitor socket. A fw4 reload is a few hundred notifications;
+/// our own flush of a 2,400-rule config is about 5,000 (about 1 KiB each once queued).
+/// The kernel charges it only while notifications wait.
+pub const RCVBUF: i32 = 4 << 20;
+/// How long an overrun waits for our own batch in flight to be answered.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
 
 /// NFNLGRP_NFTABLES (uapi nfnetlink.h).
 const NFNLGRP_NFTABLES: u32 = 7;
@@ -45,8 +59,8 @@ pub enum Notice {
         table: Option<String>,
         element: bool,
     },
-    /// End of a committed transaction.
-    Generation,
+    /// End of a committed transaction, with its generation (NFTA_GEN_ID).
+    Generation(Option<u32>),
 }
 
 /// Decodes the notifications in one datagram. Pure; malformed tails are ignored.
@@ -63,7 +77,7 @@ pub fn notices(buf: &[u8]) -> Vec<Notice> {
         if kind >> 8 == libc::NFNL_SUBSYS_NFTABLES as u16 && msg.len() >= 4 {
             let msg_type = (kind & 0xff) as u8;
             if msg_type == NFT_MSG_NEWGEN {
-                out.push(Notice::Generation);
+                out.push(Notice::Generation(super::socket::gen_id(&rest[..len])));
             } else {
                 // Every nf_tables object message carries its table's name as attribute 1
                 // (NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, ...).
@@ -94,6 +108,12 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// Forgets a transaction whose end was lost in an overrun (the overrun decides).
+    fn discard(&mut self) {
+        self.pending.clear();
+        self.rules = false;
+    }
+
     pub fn push(&mut self, n: Notice) -> Option<RulesetChange> {
         match n {
             Notice::Object {
@@ -115,8 +135,8 @@ impl Collector {
                 }
                 None
             }
-            Notice::Generation if self.pending.is_empty() => None,
-            Notice::Generation => Some(RulesetChange {
+            Notice::Generation(_) if self.pending.is_empty() => None,
+            Notice::Generation(_) => Some(RulesetChange {
                 tables: std::mem::take(&mut self.pending),
                 elements_only: !std::mem::take(&mut self.rules),
             }),
@@ -124,25 +144,116 @@ impl Collector {
     }
 }
 
+/// The monitor's state between datagrams.
+struct Monitor {
+    collector: Collector,
+    /// The generation of the last NEWGEN read (or read at start).
+    last_gen: Option<u32>,
+    own: OwnCommits,
+    tx: mpsc::Sender<RulesetChange>,
+}
+
+impl Monitor {
+    /// Takes one datagram; false when the daemon stopped listening.
+    async fn take(&mut self, buf: &[u8]) -> bool {
+        for n in notices(buf) {
+            if let Notice::Generation(Some(g)) = n {
+                self.last_gen = Some(g);
+            }
+            if let Some(change) = self.collector.push(n) {
+                if self.tx.send(change).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// After an overrun whose queue has been read: reports a change of unknown tables
+    /// unless every commit since `after` (the last generation read before the overrun)
+    /// was ours. Flushing once too often is safe, missing a change is not.
+    async fn lost(&mut self, after: Option<u32>) -> bool {
+        self.collector.discard();
+        let now = current_generation();
+        let mut verdict = Lost::Foreign;
+        if let (Some(a), Ok(n)) = (after, &now) {
+            let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+            verdict = self.own.judge(a, *n);
+            while verdict == Lost::Undecided && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                verdict = self.own.judge(a, *n);
+            }
+        }
+        if let Ok(n) = now {
+            self.last_gen = Some(n);
+        }
+        if verdict == Lost::Ours {
+            self.own.forgive();
+            info!(after = ?after, upto = ?self.last_gen, "nf_tables notifications overran the monitor's buffer; every commit in the lost stretch was offloadd's own: nothing to flush");
+            return true;
+        }
+        let change = RulesetChange {
+            tables: vec!["(notifications lost)".into()],
+            elements_only: false,
+        };
+        self.tx.send(change).await.is_ok()
+    }
+}
+
+/// The ruleset generation now, asked on a socket of its own.
+fn current_generation() -> io::Result<u32> {
+    super::socket::NftSocket::open()?.generation()
+}
+
 /// Starts the monitor; each committed change to another table arrives on the channel.
-/// Lost notifications (socket overrun) are reported as a change of unknown tables:
-/// flushing once too often is safe, missing a change is not.
-pub fn spawn_monitor() -> io::Result<mpsc::Receiver<RulesetChange>> {
+/// `own` is the record of our commits (`NftHandle::own_commits`).
+pub fn spawn_monitor(own: OwnCommits) -> io::Result<mpsc::Receiver<RulesetChange>> {
+    spawn_monitor_with(own, RCVBUF)
+}
+
+/// `spawn_monitor` with a receive buffer of `rcvbuf` bytes (tests overrun small ones).
+pub fn spawn_monitor_with(
+    own: OwnCommits,
+    rcvbuf: i32,
+) -> io::Result<mpsc::Receiver<RulesetChange>> {
     let mut sock = TokioSocket::new(libc::NETLINK_NETFILTER as isize)?;
     sock.socket_mut().bind_auto()?;
+    let fd = sock.socket_mut().as_raw_fd();
+    // FORCE passes net.core.rmem_max when root; unprivileged runs keep what they may.
+    if super::socket::setsockopt(fd, libc::SO_RCVBUFFORCE, rcvbuf).is_err() {
+        let _ = super::socket::setsockopt(fd, libc::SO_RCVBUF, rcvbuf);
+    }
     sock.socket_mut().add_membership(NFNLGRP_NFTABLES)?;
+    // Read after subscribing: every later commit is either read or found lost.
+    let last_gen = current_generation().ok();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        let mut collector = Collector::default();
+        let mut m = Monitor {
+            collector: Collector::default(),
+            last_gen,
+            own,
+            tx,
+        };
         loop {
             let buf = match sock.recv_from_full().await {
                 Ok((buf, _)) => buf,
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                    let change = RulesetChange {
-                        tables: vec!["(notifications lost)".into()],
-                        elements_only: false,
-                    };
-                    if tx.send(change).await.is_err() {
+                    let after = m.last_gen;
+                    // The kernel reports the overrun before what it had queued, and
+                    // drops every notification until that queue is read empty
+                    // (NETLINK_S_CONGESTED): read it all, then judge the gap.
+                    loop {
+                        match sock.socket_mut().recv_from_full() {
+                            Ok((buf, _)) => {
+                                if !m.take(&buf).await {
+                                    return;
+                                }
+                            }
+                            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    if !m.lost(after).await {
                         return;
                     }
                     continue;
@@ -152,12 +263,8 @@ pub fn spawn_monitor() -> io::Result<mpsc::Receiver<RulesetChange>> {
                     return;
                 }
             };
-            for n in notices(&buf) {
-                if let Some(change) = collector.push(n) {
-                    if tx.send(change).await.is_err() {
-                        return;
-                    }
-                }
+            if !m.take(&buf).await {
+                return;
             }
         }
     });

@@ -55,7 +55,7 @@ pub struct NftSocket {
     buf: Vec<u64>,
 }
 
-fn setsockopt(fd: i32, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+pub(crate) fn setsockopt(fd: i32, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: a plain setsockopt on a socket we own, with a correctly sized int value.
     let rc = unsafe {
         libc::setsockopt(
@@ -351,7 +351,7 @@ pub(crate) fn request(
 
 /// NFTA_GEN_ID of an NFT_MSG_NEWGEN message: attributes follow the 16-byte nlmsghdr
 /// and the 4-byte nfgenmsg.
-fn gen_id(msg: &[u8]) -> Option<u32> {
+pub(crate) fn gen_id(msg: &[u8]) -> Option<u32> {
     let v = crate::nlmsg::attr(msg.get(20..)?, sys::NFTA_GEN_ID)?;
     Some(u32::from_be_bytes(v.try_into().ok()?))
 }

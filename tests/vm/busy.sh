@@ -90,30 +90,5 @@ kill "$TCP_PID" 2>/dev/null; wait "$TCP_PID" 2>/dev/null
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet mainfw
 
-# A big config: 200 exclusion entries of 6 ports each, no protocol (TCP and UDP), so
-# 2,400 rules in one batch; read back; a reload with one port changed applies too.
-big_conf() { # big_conf FILE FIRST_PORT
-    { printf '[offload]\ndevices = ["lan0", "wan0"]\nhardware = "off"\n'
-      for e in $(seq 0 199); do
-          p=$(($2 + e * 6))
-          printf '[[offload.exclude]]\ndport = ["%d", "%d", "%d", "%d", "%d", "%d"]\n' $p $((p + 1)) $((p + 2)) $((p + 3)) $((p + 4)) $((p + 5))
-      done; } >"$1"
-}
-big_conf "$T/big.toml" 20000
-start_offloadd "$T/big.toml" "$OUT/offloadd-big.log"
-rules() { in_router nft list chain inet offloadd forward | grep -c -E 'return|flow add'; }
-R1=$(rules)
-check big_config_applied "$R1 rules; $(grep -E 'applied|ERROR' "$OUT/offloadd-big.log" | tail -2)" bash -c \
-    "test '$R1' -eq 2401 && grep -q 'applied ruleset' '$OUT/offloadd-big.log'"
-A0=$(grep -c 'applied ruleset' "$OUT/offloadd-big.log")
-big_conf "$T/big.toml" 30000
-kill -HUP "$OFFLOADD_PID"
-poll 20 bash -c "[ \$(grep -c 'applied ruleset' '$OUT/offloadd-big.log') -gt $A0 ]"
-R2=$(rules)
-have=$(in_router nft list chain inet offloadd forward | grep -c 'proto-dst 31199 return')
-old=$(in_router nft list chain inet offloadd forward | grep -c 'proto-dst 20000 return')
-took=$(grep 'applied ruleset' "$OUT/offloadd-big.log" | tail -1 | grep -o 'took_ms=[0-9]*')
-echo "big config: $R1 rules applied and read back, reload to $R2 rules ($took)" >>"$OUT/report-busy.txt"
-check big_config_reload_applies "$R2 rules, new port rules $have, old $old; $(grep -E 'ERROR|WARN' "$OUT/offloadd-big.log" | tail -2)" \
-    test "$R2" -eq 2401 -a "$have" -eq 2 -a "$old" -eq 0
-kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
+# A big config (big.sh; VM_ONLY=big runs it alone).
+. "$REPO/tests/vm/big.sh"

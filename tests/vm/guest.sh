@@ -63,12 +63,20 @@ conf() { # conf FILE HARDWARE [extra lines]
 
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
 # SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
-# "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone.
+# "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone,
+# "big" for big.sh alone.
 if [ "${3:-all}" = policy ]; then
     lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
     add_forward_counter
     start_servers 7777 5060
     . "$REPO/tests/vm/policy.sh"
+    lab_down
+    echo complete >"$OUT/done"
+    exit 0
+fi
+if [ "${3:-all}" = big ]; then
+    lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
+    . "$REPO/tests/vm/big.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0
