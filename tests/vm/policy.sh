@@ -26,7 +26,10 @@ stream_after_drop() {
     local port=$2 t0 t_pre rx1 rx2
     in_wan iperf3 -s -1 -D -B 198.18.2.2 -p "$port" >/dev/null
     sleep 0.5
-    run_tcp 12 "$T/iperf-$1.json" "$port"
+    # 30 s, stopped at the end: the stream outlives the measurement even when the polls
+    # below run their whole 3 s each (no flush) and offloading and nft are slow under
+    # TCG (a 12 s stream had ended before it: 0 bytes "passed" without the flush).
+    run_tcp 30 "$T/iperf-$1.json" "$port"
     poll 10 offloaded tcp "$port" || echo "$1: stream never offloaded" >>"$OUT/report-policy.txt"
     sleep 1
     # t0: nft has returned, the rule is committed. The daemon's flush is timed from
