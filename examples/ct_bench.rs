@@ -22,9 +22,9 @@ fn timed(f: impl FnOnce()) -> Duration {
 }
 
 fn resync(sock: &mut CtSocket, t: &mut FlowTracker, filter: DumpFilter) -> u64 {
-    t.begin_resync();
+    t.begin_resync(filter == DumpFilter::All);
     let n = sock.dump(filter, |e| {
-        t.observe(&e.entry, Duration::ZERO, false);
+        t.dumped(&e.entry, Duration::ZERO);
     });
     t.end_resync(filter, Duration::ZERO);
     n.unwrap().entries

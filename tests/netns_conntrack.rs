@@ -334,3 +334,48 @@ fn overrun_is_detected_and_counts_converge() {
         "{text}"
     );
 }
+
+/// Slow flows older than RECENT (10 s) are counted, not kept: the counts still equal the
+/// kernel's, `flows` still lists every one (from a dump), and DESTROY events of flows not
+/// kept take them off the count.
+#[test]
+fn old_slow_flows_are_counted_and_still_listed() {
+    if !require_root() {
+        return;
+    }
+    let ns = tracked_ns();
+    let d = Daemon::start(&ns, BIN, &observe_config(""));
+    let _flows = open_flows(&ns, 7600, 3, 6);
+    let kernel = conntrack_list(&ns);
+    assert!(kernel.len() >= 9, "the kernel shows the flows: {kernel:?}");
+    // Forgotten at the first tick after 10 s on the slow path (ticks every 500 ms here).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut st = d.status(BIN);
+    while st["conntrack"]["untracked"].as_u64().unwrap_or(0) < kernel.len() as u64
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+        st = d.status(BIN);
+    }
+    assert_eq!(
+        st["conntrack"]["untracked"].as_u64(),
+        Some(kernel.len() as u64),
+        "every flow forgotten after 10 s: {st}"
+    );
+    assert_eq!(total(&st), kernel.len() as u64, "counted all the same: {st}");
+    let out = d.cli(BIN, &["flows", "--json"]);
+    assert_eq!(offloadd_list(&out.stdout), kernel, "flows lists them from the kernel");
+    let slow = d.cli(BIN, &["flows", "--path", "slow", "--json"]);
+    assert_eq!(offloadd_list(&slow.stdout), kernel, "flows --path slow too");
+    let text = String::from_utf8(d.cli(BIN, &["status"]).stdout).unwrap();
+    assert!(text.contains("of the slow flows are only counted"), "{text}");
+    // Deleting the UDP entries sends DESTROY events for flows not kept.
+    ns.sh("conntrack -D -p udp >/dev/null 2>&1 || true");
+    let left = conntrack_list(&ns);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while total(&d.status(BIN)) != left.len() as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let st = d.status(BIN);
+    assert_eq!(total(&st), left.len() as u64, "after the deletions: {st} vs {left:?}");
+}

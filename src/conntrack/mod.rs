@@ -7,6 +7,7 @@
 
 mod decode;
 mod dumper;
+mod listing;
 mod lookup;
 mod record;
 mod schedule;
@@ -23,7 +24,8 @@ pub use decode::{decode, messages, DecodeError, Event, EventKind, Message};
 pub use lookup::{lookup_request, LookupCount};
 pub use socket::{CtError, CtSocket, Drained, DumpCount, DumpFilter};
 pub use tracker::{
-    sort_flows, FlowRecord, FlowTracker, Stats, Transition, Transitions, MAX_FLOWS, TTO_SAMPLES,
+    sort_flows, FlowRecord, FlowTracker, Sight, Stats, Transition, Transitions, MAX_FLOWS, RECENT,
+    TTO_SAMPLES,
 };
 pub use watcher::{
     spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions, FULL_EVERY, RECONCILE_EVERY,

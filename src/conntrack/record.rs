@@ -67,6 +67,9 @@ pub struct Stats {
     /// counts are approximate until it has.
     #[serde(default)]
     pub approximate: bool,
+    /// Slow flows counted but not kept (not young: see the tracker); included in `slow`.
+    #[serde(default)]
+    pub untracked: u64,
 }
 
 /// One flow as `flows` lists it.

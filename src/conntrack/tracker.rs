@@ -2,9 +2,13 @@
 //! path it is on, and totals. Time comes in as `now` (since the watcher started), so
 //! every rule here is tested without a kernel or a clock.
 //!
-//! Memory: one `(FlowKey, FlowState)` per tracked flow, at most 176 bytes, plus the hash
-//! table's control byte and slack (≈ 200 bytes per flow); at most `MAX_FLOWS` flows. Flows that the
-//! kernel destroys, or that a full resync no longer finds, are dropped.
+//! Memory follows what is asked, not the table: state is kept for offloaded flows and
+//! for young slow ones (born, or back from the flowtable, within `RECENT`: their time to
+//! offload may still be measured, and they are looked up at every resync). Older slow
+//! flows are only counted (`untracked`); `flows` lists them from a dump on demand. One
+//! tracked flow is a `(FlowKey, FlowState)` of at most 176 bytes plus the hash table's
+//! slack (≈ 200 bytes); at most `MAX_FLOWS`. Flows that the kernel destroys, or that a
+//! full resync no longer finds, are dropped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -21,10 +25,11 @@ pub const TTO_SAMPLES: usize = 1024;
 pub const MAX_FLOWS: usize = 2 << 20;
 /// A flow table with room for this many or fewer is never shrunk (≈ 200 KiB).
 const SHRINK_ABOVE: usize = 1024;
-/// A slow flow born or moved this recently is looked up at every resync: it may be
-/// offloaded any moment (its time to offload is still being measured, or it just came
-/// back from the flowtable after a flush or a device change). Older slow flows are left
-/// to the periodic offloaded-only dump.
+/// A slow flow born or moved this recently is kept and looked up at every resync: it may
+/// be offloaded any moment (its time to offload is still being measured, or it just came
+/// back from the flowtable after a flush or a device change). Older slow flows are only
+/// counted; the periodic offloaded-only dump finds those that get offloaded later, and
+/// any event brings one back.
 pub const RECENT: Duration = Duration::from_secs(10);
 /// At most this many lookups per resync (offloaded flows first, then the most recent).
 pub const MAX_LOOKUPS: usize = 16384;
@@ -78,6 +83,24 @@ pub struct FlowTracker {
     /// what the dump says of them, so their dumped entries are skipped (a flow destroyed
     /// meanwhile is not brought back, a flow offloaded meanwhile not set back).
     touched: HashSet<FlowKey>,
+    /// Slow flows in the kernel that are counted but not kept (see the module doc).
+    untracked: u64,
+    /// During a full dump: the slow flows it showed that are not kept.
+    tally: Option<u64>,
+    /// No full dump has ended yet: two-way slow flows it shows are kept (our table may
+    /// just have been built, and they are about to be offloaded without an event).
+    initial: bool,
+}
+
+/// How a flow came to be observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sight {
+    /// Its NEW event: time to offload is measured from now.
+    New,
+    /// Another event.
+    Update,
+    /// An entry of a dump or a lookup answer.
+    Dump,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -95,6 +118,9 @@ impl FlowTracker {
             epoch_unix_ms,
             resyncing: false,
             touched: HashSet::new(),
+            untracked: 0,
+            tally: None,
+            initial: true,
         }
     }
 
@@ -114,14 +140,17 @@ impl FlowTracker {
         }
         match ev.kind {
             EventKind::Destroy => {
-                if let Some(old) = self.flows.remove(&ev.entry.key) {
-                    self.count(old.path, -1);
-                    self.shrink_if_mostly_empty();
+                match self.flows.remove(&ev.entry.key) {
+                    Some(old) => {
+                        self.count(old.path, -1);
+                        self.shrink_if_mostly_empty();
+                    }
+                    None => self.untracked = self.untracked.saturating_sub(1),
                 }
                 None
             }
-            EventKind::New => self.observe(&ev.entry, now, true),
-            EventKind::Update => self.observe(&ev.entry, now, false),
+            EventKind::New => self.observe(&ev.entry, now, Sight::New),
+            EventKind::Update => self.observe(&ev.entry, now, Sight::Update),
         }
     }
 
@@ -140,127 +169,30 @@ impl FlowTracker {
         self.flows.capacity()
     }
 
-    /// Starts a resync: entries of the dump go to `observe`, then `end_resync`.
-    pub fn begin_resync(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
-        self.resyncing = true;
-        self.touched.clear();
-    }
-
-    /// Records an entry of the running resync's dump.
-    pub fn dumped(&mut self, e: &Entry, now: Duration) -> Option<Transition> {
-        if self.touched.contains(&e.key) {
-            return None;
-        }
-        self.observe(e, now, false)
-    }
-
-    /// A resync whose dump failed: nothing is settled.
-    pub fn abort_resync(&mut self) {
-        self.resyncing = false;
-        self.touched = HashSet::new();
-    }
-
-    /// Settles what the dump did not show. After a dump of offloaded entries, a flow we
-    /// had as offloaded and that was not in it has left the flowtable (idle timeout,
-    /// teardown, table deleted): it is back on the slow path. After a full dump, a flow
-    /// not in it is gone (its DESTROY event was lost).
-    pub fn end_resync(&mut self, filter: DumpFilter, now: Duration) -> Vec<Transition> {
-        let generation = self.generation;
-        // Events during the dump marked what they touched as seen (`observe`).
-        self.abort_resync();
-        let mut out = Vec::new();
-        match filter {
-            DumpFilter::Offloaded => self.stats.dumps += 1,
-            DumpFilter::All => {
-                self.stats.dumps += 1;
-                self.stats.full_dumps += 1;
-                let before = self.flows.len();
-                let stats = &mut self.stats;
-                self.flows.retain(|_, f| {
-                    let keep = f.seen == generation;
-                    if !keep {
-                        match f.path {
-                            Path::Slow => stats.slow -= 1,
-                            Path::Sw => stats.sw -= 1,
-                            Path::Hw => stats.hw -= 1,
-                        }
-                    }
-                    keep
-                });
-                tracing::debug!(dropped = before - self.flows.len(), "full resync");
-                self.shrink_if_mostly_empty();
-                return out;
-            }
-        }
-        let stale: Vec<FlowKey> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.path != Path::Slow && f.seen != generation)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in stale {
-            if let Some(t) = self.set_path(key, Path::Slow, now) {
-                out.push(t);
-            }
-        }
-        out
-    }
-
-    /// The flows a lookup resync asks the kernel about: every offloaded one (has it left
-    /// the flowtable, or reached hardware?) and the slow ones that could be offloaded any
-    /// moment: back from the flowtable, or two-way and first seen, within `RECENT`;
-    /// newest first, at most `MAX_LOOKUPS`.
-    pub fn lookup_keys(&self, now: Duration) -> Vec<FlowKey> {
-        let recent_since = as_ms(now.saturating_sub(RECENT));
-        let mut offloaded = Vec::new();
-        let mut recent = Vec::new();
-        for (k, f) in &self.flows {
-            if f.path != Path::Slow {
-                offloaded.push(*k);
-            } else if f.since_ms >= recent_since && (f.moved || f.status & IPS_SEEN_REPLY != 0) {
-                // Back from the flowtable, or two-way and new or first seen (at start: a
-                // table we just built re-offloads running flows without an event). A
-                // one-way or half-open flow cannot be offloaded; the event that changes
-                // that brings it here.
-                recent.push((f.since_ms, *k));
-            }
-        }
-        recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
-        offloaded.extend(recent.into_iter().map(|(_, k)| k));
-        offloaded.truncate(MAX_LOOKUPS);
-        offloaded
-    }
-
-    /// Ends a lookup resync: entries found went through `dumped`; a flow asked about and
-    /// not found is gone from the kernel (its DESTROY event was lost), unless an event
-    /// touched it meanwhile.
-    pub fn end_lookup(&mut self, asked: &[FlowKey], found: &HashSet<FlowKey>, took: Duration) {
-        for k in asked {
-            if found.contains(k) || self.touched.contains(k) {
-                continue;
-            }
-            if let Some(old) = self.flows.remove(k) {
-                self.count(old.path, -1);
-            }
-        }
-        self.abort_resync();
-        self.shrink_if_mostly_empty();
-        self.stats.lookups += 1;
-        self.stats.last_lookup_flows = asked.len() as u64;
-        self.stats.last_lookup_ms = Some(ms(took));
-    }
-
-    /// Counts are approximate (events lost) until the next full resync ends.
-    pub fn set_approximate(&mut self, approximate: bool) {
-        self.stats.approximate = approximate;
-    }
-
-    /// Records an entry seen in an event or a dump. `fresh`: this is its NEW event.
-    pub fn observe(&mut self, e: &Entry, now: Duration, fresh: bool) -> Option<Transition> {
+    /// Records an entry seen in an event or a dump.
+    pub fn observe(&mut self, e: &Entry, now: Duration, sight: Sight) -> Option<Transition> {
         let generation = self.generation;
         let path = e.path();
         let Some(f) = self.flows.get_mut(&e.key) else {
+            match sight {
+                Sight::New => {}
+                // A flow we counted and did not keep.
+                Sight::Update => self.untracked = self.untracked.saturating_sub(1),
+                Sight::Dump if path == Path::Slow => {
+                    // Kept at the first full dump only if it is two-way (see `initial`).
+                    if !(self.initial && self.tally.is_some() && e.status & IPS_SEEN_REPLY != 0) {
+                        if let Some(t) = &mut self.tally {
+                            *t += 1;
+                        }
+                        return None;
+                    }
+                }
+                // Offloaded since we stopped keeping it (a full dump recounts anyway).
+                Sight::Dump if self.tally.is_none() => {
+                    self.untracked = self.untracked.saturating_sub(1)
+                }
+                Sight::Dump => {}
+            }
             if self.flows.len() >= MAX_FLOWS {
                 self.stats.over_limit += 1;
                 return None;
@@ -273,7 +205,11 @@ impl FlowTracker {
                     tcp_state: e.tcp_state,
                     status: e.status,
                     path,
-                    born_ms: if fresh { as_ms(now) } else { UNKNOWN },
+                    born_ms: if sight == Sight::New {
+                        as_ms(now)
+                    } else {
+                        UNKNOWN
+                    },
                     since_ms: as_ms(now),
                     to_offload_us: UNKNOWN32,
                     counters: e.counters.map(Box::new),
@@ -370,6 +306,8 @@ impl FlowTracker {
 
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
+        s.slow += self.untracked;
+        s.untracked = self.untracked;
         let mut v: Vec<Duration> = self.samples.iter().copied().collect();
         v.sort_unstable();
         s.to_offload_p50_ms = percentile(&v, 50).map(ms);
@@ -377,7 +315,8 @@ impl FlowTracker {
         s
     }
 
-    /// The tracked flows that `filter` wants, in a stable order (offloaded first).
+    /// The kept flows that `filter` wants, in a stable order (offloaded first): every
+    /// offloaded flow, and the young slow ones (older ones come from a dump).
     pub fn flows(&self, filter: Option<PathFilter>, now: Duration) -> Vec<FlowRecord> {
         let mut out: Vec<FlowRecord> = self
             .flows
@@ -410,6 +349,9 @@ fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
     let rank = (p * sorted.len()).div_ceil(100).max(1);
     Some(sorted[rank - 1])
 }
+
+#[path = "tracker_resync.rs"]
+mod resync;
 
 #[cfg(test)]
 #[path = "tracker_tests.rs"]

@@ -4,9 +4,9 @@ use std::time::Duration;
 use super::*;
 use crate::conntrack::{IPS_HW_OFFLOAD, IPS_OFFLOAD, TCP, UDP};
 
-const ESTABLISHED: u32 = 0xe;
+pub(super) const ESTABLISHED: u32 = 0xe;
 
-fn entry(sport: u16, status: u32) -> Entry {
+pub(super) fn entry(sport: u16, status: u32) -> Entry {
     let a: IpAddr = "198.18.1.2".parse().unwrap();
     let b: IpAddr = "198.18.2.2".parse().unwrap();
     Entry {
@@ -33,15 +33,15 @@ fn entry(sport: u16, status: u32) -> Entry {
     }
 }
 
-fn ev(kind: EventKind, e: Entry) -> Event {
+pub(super) fn ev(kind: EventKind, e: Entry) -> Event {
     Event { kind, entry: e }
 }
 
-fn ms(n: u64) -> Duration {
+pub(super) fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn counts(t: &FlowTracker) -> (u64, u64, u64) {
+pub(super) fn counts(t: &FlowTracker) -> (u64, u64, u64) {
     let s = t.stats();
     (s.slow, s.sw, s.hw)
 }
@@ -79,8 +79,8 @@ fn new_then_offload_measures_time_to_offload() {
 #[test]
 fn flows_present_at_start_have_no_time_to_offload() {
     let mut t = FlowTracker::new(0);
-    t.begin_resync();
-    t.observe(&entry(1, ESTABLISHED), ms(0), false);
+    t.begin_resync(true);
+    t.observe(&entry(1, ESTABLISHED), ms(0), Sight::Update);
     t.end_resync(DumpFilter::All, ms(0));
     let tr = t
         .event(
@@ -104,7 +104,7 @@ fn hardware_promotion_and_demotion_are_counted() {
         .observe(
             &entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD),
             ms(2),
-            false,
+            Sight::Update,
         )
         .unwrap();
     assert_eq!(
@@ -113,7 +113,7 @@ fn hardware_promotion_and_demotion_are_counted() {
         "time to offload is taken once"
     );
     assert_eq!(counts(&t), (0, 0, 1));
-    t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD), ms(3), false)
+    t.observe(&entry(1, ESTABLISHED | IPS_OFFLOAD), ms(3), Sight::Update)
         .unwrap();
     let tr = t.stats().transitions;
     assert_eq!((tr.slow_to_sw, tr.sw_to_hw, tr.hw_to_sw), (1, 1, 1));
@@ -131,8 +131,12 @@ fn offloaded_resync_moves_missing_flows_back_to_slow() {
     }
     assert_eq!(counts(&t), (0, 3, 0));
     // Only flow 2 is still in the flowtable; the others timed out without an event.
-    t.begin_resync();
-    t.observe(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(2000), false);
+    t.begin_resync(false);
+    t.observe(
+        &entry(2, ESTABLISHED | IPS_OFFLOAD),
+        ms(2000),
+        Sight::Update,
+    );
     let back = t.end_resync(DumpFilter::Offloaded, ms(2000));
     let mut ports: Vec<u16> = back.iter().map(|tr| tr.key.orig.sport).collect();
     ports.sort();
@@ -150,9 +154,9 @@ fn full_resync_drops_flows_whose_destroy_was_lost() {
         t.event(&ev(EventKind::New, entry(sport, 0x8)), ms(0));
     }
     t.note_overrun();
-    t.begin_resync();
-    t.observe(&entry(4, 0x8), ms(10), false);
-    t.observe(&entry(5, 0x8), ms(10), false);
+    t.begin_resync(true);
+    t.observe(&entry(4, 0x8), ms(10), Sight::Update);
+    t.observe(&entry(5, 0x8), ms(10), Sight::Update);
     t.end_resync(DumpFilter::All, ms(10));
     assert_eq!(t.len(), 2);
     assert_eq!(counts(&t), (2, 0, 0));
@@ -209,12 +213,12 @@ fn percentiles_use_nearest_rank_over_recent_samples() {
 #[test]
 fn listing_filters_and_orders_by_path() {
     let mut t = FlowTracker::new(0);
-    t.observe(&entry(3, 0x8), ms(0), true);
-    t.observe(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(0), true);
+    t.observe(&entry(3, 0x8), ms(0), Sight::New);
+    t.observe(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(0), Sight::New);
     t.observe(
         &entry(1, ESTABLISHED | IPS_OFFLOAD | IPS_HW_OFFLOAD),
         ms(0),
-        true,
+        Sight::New,
     );
     let all: Vec<Path> = t.flows(None, ms(0)).iter().map(|f| f.path).collect();
     assert_eq!(all, [Path::Hw, Path::Sw, Path::Slow]);
@@ -249,7 +253,7 @@ fn table_gives_memory_back_after_a_burst() {
     for sport in 1..=20_000u16 {
         t.event(&ev(EventKind::New, entry(sport, 0)), ms(3));
     }
-    t.begin_resync();
+    t.begin_resync(true);
     t.end_resync(DumpFilter::All, ms(4));
     assert!(t.is_empty() && t.capacity() <= 2048, "{}", t.capacity());
 }
@@ -260,9 +264,9 @@ fn a_dump_arriving_during_events_does_not_undo_them() {
     let now = Duration::from_secs(1);
     let gone = entry(1, 0);
     let offloaded = entry(2, 0);
-    t.observe(&gone, now, false);
-    t.observe(&offloaded, now, false);
-    t.begin_resync();
+    t.observe(&gone, now, Sight::Update);
+    t.observe(&offloaded, now, Sight::Update);
+    t.begin_resync(true);
     // While the dump runs: one flow is destroyed, another is offloaded.
     t.event(
         &Event {
@@ -287,7 +291,7 @@ fn a_dump_arriving_during_events_does_not_undo_them() {
     let s = t.stats();
     assert_eq!((s.slow, s.sw, t.len()), (0, 1, 1), "{s:?}");
     // The next resync takes dumped entries again.
-    t.begin_resync();
+    t.begin_resync(true);
     assert!(
         t.dumped(&offloaded, now).is_some(),
         "back to slow, as dumped"
@@ -302,7 +306,7 @@ fn lookups_cover_offloaded_flows_and_recent_two_way_ones_only() {
     // Seen in the first full dump (from before we listened): a two-way slow flow (our
     // new table may offload it any moment, without an event: looked up while recent), a
     // one-way one (cannot be offloaded: left to the dumps), an offloaded one.
-    t.begin_resync();
+    t.begin_resync(true);
     t.dumped(&entry(1, ESTABLISHED), ms(0));
     t.dumped(&entry(5, 0x8), ms(0));
     t.dumped(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(0));
@@ -338,7 +342,7 @@ fn a_looked_up_flow_the_kernel_no_longer_has_is_dropped_unless_an_event_touched_
     assert_eq!(counts(&t), (0, 3, 0));
     let asked = t.lookup_keys(ms(100));
     assert_eq!(asked.len(), 3);
-    t.begin_resync();
+    t.begin_resync(false);
     // 1 answered, left the flowtable; 2 not answered (gone); 3 not answered, but an event
     // about it came during the lookups (newer than anything the lookup says).
     let tr = t

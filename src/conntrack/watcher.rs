@@ -212,6 +212,7 @@ impl Actor {
                 }
                 msg = next_dump_msg(&mut self.dump) => self.dump_msg(msg),
                 _ = tick.tick() => {
+                    self.tracker.forget_old(self.epoch.elapsed());
                     self.start_dump(true);
                     if self.interval != tick.period() {
                         info!(interval_ms = self.interval.as_millis() as u64, configured_ms = configured.as_millis() as u64, "conntrack resync interval changed to keep full dumps cheap");
@@ -223,7 +224,16 @@ impl Actor {
                     None => break,
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.stats()); }
                     Some(Command::Flows(filter, reply)) => {
-                        let _ = reply.send(self.tracker.flows(filter, self.epoch.elapsed()));
+                        let kept = self.tracker.flows(filter, self.epoch.elapsed());
+                        if filter.is_some_and(|f| !f.matches(super::Path::Slow)) {
+                            let _ = reply.send(kept);
+                        } else {
+                            // Old slow flows are not kept: list from a dump.
+                            let dumps = self.dumps.clone();
+                            tokio::spawn(async move {
+                                let _ = reply.send(super::listing::from_dump(dumps, filter, kept).await);
+                            });
+                        }
                     }
                 },
             }
@@ -277,7 +287,8 @@ impl Actor {
             warn!("the conntrack dump thread stopped; flows are no longer resynced");
             return;
         }
-        self.tracker.begin_resync();
+        self.tracker
+            .begin_resync(matches!(kind, Kind::Dump(DumpFilter::All)));
         self.dump = Some(Dump {
             kind,
             rx,

@@ -303,6 +303,14 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
         "flows:      {} slow, {} software, {} hardware",
         c.slow, c.sw, c.hw
     );
+    if c.untracked > 0 {
+        let _ = writeln!(
+            o,
+            "            {} of the slow flows are only counted: on the slow path over {} (`flows` lists them from the kernel)",
+            c.untracked,
+            duration_ms(crate::conntrack::RECENT.as_secs_f64() * 1000.0)
+        );
+    }
     let t = &c.transitions;
     let _ = writeln!(
         o,

@@ -1,0 +1,135 @@
+use super::super::tests::{counts, entry, ev, ms, ESTABLISHED};
+use super::super::*;
+use crate::conntrack::IPS_OFFLOAD;
+
+const ONE_WAY: u32 = 0x8;
+
+/// A tracker after its first full dump (nothing in the table), so dumps are ordinary.
+fn started() -> FlowTracker {
+    let mut t = FlowTracker::new(0);
+    t.begin_resync(true);
+    t.end_resync(DumpFilter::All, ms(0));
+    t
+}
+
+#[test]
+fn old_slow_flows_are_counted_not_kept_and_offloaded_ones_stay() {
+    let mut t = started();
+    for p in 0..100 {
+        t.event(&ev(EventKind::New, entry(p, ONE_WAY)), ms(0));
+    }
+    t.event(&ev(EventKind::New, entry(500, ONE_WAY)), ms(0));
+    t.event(
+        &ev(EventKind::Update, entry(500, ESTABLISHED | IPS_OFFLOAD)),
+        ms(5),
+    );
+    // Young: all kept.
+    assert_eq!(t.forget_old(RECENT - ms(1)), 0);
+    assert_eq!(t.len(), 101);
+    // RECENT later, the slow ones are counted, the offloaded one is kept.
+    assert_eq!(t.forget_old(RECENT + ms(1)), 100);
+    assert_eq!(t.len(), 1);
+    assert_eq!(counts(&t), (100, 1, 0));
+    assert_eq!(t.stats().untracked, 100);
+    let kept = t.flows(None, RECENT + ms(1));
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].path, Path::Sw);
+    // Memory goes with them (the table shrinks once under a quarter full).
+    let mut big = started();
+    for p in 0..5000 {
+        big.event(&ev(EventKind::New, entry(p, ONE_WAY)), ms(0));
+    }
+    let room = big.capacity();
+    big.forget_old(RECENT + ms(1));
+    assert!(big.capacity() < room / 4, "{} of {room}", big.capacity());
+}
+
+#[test]
+fn events_of_forgotten_flows_keep_the_count_and_bring_them_back() {
+    let mut t = started();
+    for p in 0..3 {
+        t.event(&ev(EventKind::New, entry(p, ONE_WAY)), ms(0));
+    }
+    t.forget_old(RECENT + ms(1));
+    assert_eq!((t.len(), counts(&t)), (0, (3, 0, 0)));
+    // Destroyed: one less.
+    t.event(&ev(EventKind::Destroy, entry(0, ONE_WAY)), ms(20_000));
+    assert_eq!((counts(&t), t.stats().untracked), ((2, 0, 0), 2));
+    // Its reply came: kept again (young), still one slow flow, no longer uncounted.
+    t.event(&ev(EventKind::Update, entry(1, ESTABLISHED)), ms(20_000));
+    assert_eq!(
+        (t.len(), counts(&t), t.stats().untracked),
+        (1, (2, 0, 0), 1)
+    );
+    // Offloaded long after it began, found by an offloaded-only dump.
+    t.begin_resync(false);
+    t.dumped(&entry(2, ESTABLISHED | IPS_OFFLOAD), ms(21_000));
+    t.end_resync(DumpFilter::Offloaded, ms(21_000));
+    assert_eq!(
+        (t.len(), counts(&t), t.stats().untracked),
+        (2, (1, 1, 0), 0)
+    );
+    // Time to offload is not invented for a flow whose birth was not kept.
+    assert_eq!(t.stats().to_offload_samples, 0);
+}
+
+#[test]
+fn a_full_dump_recounts_and_only_the_first_keeps_two_way_slow_flows() {
+    // The first full dump (at start): two-way slow flows are kept, one-way counted.
+    let mut t = FlowTracker::new(0);
+    t.begin_resync(true);
+    t.dumped(&entry(1, ESTABLISHED), ms(0));
+    t.dumped(&entry(2, ONE_WAY), ms(0));
+    t.end_resync(DumpFilter::All, ms(0));
+    assert_eq!(
+        (t.len(), counts(&t), t.stats().untracked),
+        (1, (2, 0, 0), 1)
+    );
+    // A later full dump does not keep old slow flows, and its tally replaces the count
+    // (here the count had drifted: a DESTROY of a flow never counted).
+    t.forget_old(RECENT + ms(1));
+    t.event(&ev(EventKind::Destroy, entry(99, ONE_WAY)), ms(10_001));
+    assert_eq!(counts(&t), (1, 0, 0));
+    t.begin_resync(true);
+    for p in 1..=4 {
+        t.dumped(&entry(p, ESTABLISHED), ms(20_000));
+    }
+    t.end_resync(DumpFilter::All, ms(20_000));
+    assert_eq!(
+        (t.len(), counts(&t), t.stats().untracked),
+        (0, (4, 0, 0), 4)
+    );
+}
+
+#[test]
+fn forgetting_during_a_full_dump_loses_nothing() {
+    let mut t = started();
+    for p in 0..4 {
+        t.event(&ev(EventKind::New, entry(p, ONE_WAY)), ms(0));
+    }
+    t.begin_resync(true);
+    // Two of them are dumped while kept, then forgotten; the other two are dumped after.
+    t.dumped(&entry(0, ONE_WAY), ms(10_000));
+    t.dumped(&entry(1, ONE_WAY), ms(10_000));
+    assert_eq!(t.forget_old(RECENT + ms(1)), 4);
+    t.dumped(&entry(2, ONE_WAY), ms(10_002));
+    t.dumped(&entry(3, ONE_WAY), ms(10_002));
+    t.end_resync(DumpFilter::All, ms(10_003));
+    assert_eq!(
+        (t.len(), counts(&t), t.stats().untracked),
+        (0, (4, 0, 0), 4)
+    );
+}
+
+#[test]
+fn a_flow_forgotten_during_a_lookup_and_gone_is_uncounted() {
+    let mut t = started();
+    t.event(&ev(EventKind::New, entry(7, ESTABLISHED)), ms(0));
+    let asked = t.lookup_keys(ms(1));
+    assert_eq!(asked.len(), 1);
+    t.begin_resync(false);
+    t.forget_old(RECENT + ms(1));
+    assert_eq!(counts(&t), (1, 0, 0));
+    t.end_lookup(&asked, &Default::default(), ms(1));
+    assert_eq!((counts(&t), t.stats().untracked), ((0, 0, 0), 0));
+}
