@@ -267,25 +267,42 @@ fn print_flows(
     path: Option<PathFilter>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (flows, source) = flows::list(socket, path)?;
-    if source == Source::Kernel {
-        eprintln!("{NOT_RUNNING_NOTE}");
-    }
     use std::io::Write;
+    // Written as each flow arrives: neither this command nor the daemon holds the list.
+    // JSON is one array, one flow a line.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut n = 0usize;
+    let mut failed = None;
     if json {
-        // Written as it is serialized: no second copy of the whole list as one string.
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, &flows)?;
-        writeln!(out)?;
-        out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        out.write_all(b"[")?;
     }
-    let mut out = std::io::stdout().lock();
-    for f in &flows {
-        // A closed pipe (`| head`) ends the listing quietly.
-        if writeln!(out, "{}", report::flow_line(f)).is_err() {
-            break;
-        }
+    flows::each(
+        socket,
+        path,
+        |source| {
+            if source == Source::Kernel {
+                eprintln!("{NOT_RUNNING_NOTE}");
+            }
+        },
+        |f| {
+            let r = if json {
+                out.write_all(if n == 0 { b"\n" } else { b",\n" })
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| Ok(serde_json::to_writer(&mut out, f)?))
+            } else {
+                writeln!(out, "{}", report::flow_line(f)).map_err(anyhow::Error::from)
+            };
+            n += 1;
+            // A closed pipe (`| head`) ends the listing quietly.
+            failed = r.err();
+            failed.is_none()
+        },
+    )?;
+    if json {
+        out.write_all(if n == 0 { b"]\n" } else { b"\n]\n" })?;
+    }
+    if failed.is_none() {
+        out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,11 @@
 //! The control socket (`/run/offloadd.sock`, mode 0600, root only).
 //!
 //! Protocol: the client connects and writes one JSON object on one line; the daemon
-//! answers with one JSON line and closes, except for `watch`, which streams one JSON
-//! line per transition until the client goes away.
+//! answers with one JSON line and closes, except for `flows` and `watch`, which stream
+//! one JSON object a line.
 //! - `{"request":"status"}` → a `Status` object
 //! - `{"request":"flows","path":"offloaded"}` (`path`: slow|sw|hw|offloaded, optional)
-//!   → an array of flow records
+//!   → one flow record a line, then `{"end":N}` (N records were sent)
 //! - `{"request":"watch"}` → `{"transition":{...}}` lines; `{"lagged":N}` if the client
 //!   read too slowly and N transitions were skipped
 //! - any failure → `{"error":"..."}`
@@ -137,7 +137,7 @@ async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
         Ok(Request::Flows { path }) => match &shared.watcher {
             None => error_json("the conntrack watcher is not running (see offloadd status)".into()),
             Some(w) => match w.flows(path).await {
-                Some(flows) => serde_json::to_string(&flows)?,
+                Some(chunks) => return send_flows(chunks, write).await,
                 None => error_json("the conntrack watcher stopped".into()),
             },
         },
@@ -145,6 +145,35 @@ async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
     };
     write.write_all(answer.as_bytes()).await?;
     write.write_all(b"\n").await
+}
+
+/// A client that reads nothing for this long is dropped: a listing holds the dump thread.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes a flow list as it comes: one JSON object a line, then `{"end":N}` (so a
+/// client tells a complete list from a daemon that stopped half way).
+async fn send_flows(
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<FlowRecord>>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> io::Result<()> {
+    let mut n = 0usize;
+    let mut buf = Vec::new();
+    while let Some(chunk) = chunks.recv().await {
+        buf.clear();
+        for r in &chunk {
+            serde_json::to_writer(&mut buf, r)?;
+            buf.push(b'\n');
+        }
+        n += chunk.len();
+        put(&mut write, &buf).await?;
+    }
+    put(&mut write, format!("{{\"end\":{n}}}\n").as_bytes()).await
+}
+
+async fn put(write: &mut tokio::net::unix::OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write.write_all(bytes))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))?
 }
 
 async fn status(shared: &Shared) -> Status {
@@ -246,8 +275,30 @@ pub fn get_status(path: &Path) -> Result<Status, ClientError> {
     answer(path, &Request::Status)
 }
 
-pub fn get_flows(path: &Path, filter: Option<PathFilter>) -> Result<Vec<FlowRecord>, ClientError> {
-    answer(path, &Request::Flows { path: filter })
+/// Streams the daemon's flow list to `f` (until it returns false); returns how many.
+pub fn stream_flows(
+    path: &Path,
+    filter: Option<PathFilter>,
+    mut f: impl FnMut(FlowRecord) -> bool,
+) -> Result<usize, ClientError> {
+    let r = call(path, &Request::Flows { path: filter })?;
+    let mut n = 0;
+    for line in r.lines() {
+        let line = line.map_err(|error| ClientError::Io {
+            path: path.to_owned(),
+            error,
+        })?;
+        if line.starts_with("{\"end\"") {
+            return Ok(n);
+        }
+        n += 1;
+        if !f(parse_answer(&line)?) {
+            return Ok(n);
+        }
+    }
+    Err(ClientError::Daemon(format!(
+        "the list ended after {n} flows without its end mark (did the daemon stop?)"
+    )))
 }
 
 /// Streams transitions to `f` until the daemon closes or `f` returns false.

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::conntrack::{self, sort_flows, CtSocket, FlowRecord, PathFilter, WatcherOptions};
+use crate::conntrack::{self, CtSocket, FlowRecord, PathFilter, WatcherOptions};
 use crate::control::{self, ClientError, WatchLine};
 
 /// Where a listing came from.
@@ -17,29 +17,55 @@ pub enum Source {
 pub const NOT_RUNNING_NOTE: &str =
     "offloadd is not running; reading conntrack directly (time on path and time to offload are unknown)";
 
-pub fn list(
+/// Streams the flows `filter` wants to `f` (until it returns false): from the daemon, or
+/// without it from one dump of the kernel. `source` is told where they come from before
+/// the first flow.
+pub fn each(
     socket: &Path,
     filter: Option<PathFilter>,
-) -> anyhow::Result<(Vec<FlowRecord>, Source)> {
-    match control::get_flows(socket, filter) {
-        Ok(flows) => Ok((flows, Source::Daemon)),
-        Err(ClientError::NotRunning(_)) => Ok((dump(filter)?, Source::Kernel)),
+    source: impl FnOnce(Source),
+    mut f: impl FnMut(&FlowRecord) -> bool,
+) -> anyhow::Result<()> {
+    let mut source = Some(source);
+    let mut tell = |s| {
+        if let Some(t) = source.take() {
+            t(s)
+        }
+    };
+    let mut first = true;
+    match control::stream_flows(socket, filter, |r| {
+        if std::mem::take(&mut first) {
+            tell(Source::Daemon);
+        }
+        f(&r)
+    }) {
+        Ok(_) => {
+            tell(Source::Daemon);
+            Ok(())
+        }
+        Err(ClientError::NotRunning(_)) => {
+            tell(Source::Kernel);
+            dump(filter, f)
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-/// One dump, filtered in the kernel when the filter allows, classified here.
-pub fn dump(filter: Option<PathFilter>) -> anyhow::Result<Vec<FlowRecord>> {
+/// One dump, filtered in the kernel when the filter allows, classified here, in the
+/// kernel's order.
+pub fn dump(
+    filter: Option<PathFilter>,
+    mut f: impl FnMut(&FlowRecord) -> bool,
+) -> anyhow::Result<()> {
     let mut sock = CtSocket::for_dumps()?;
-    let mut out = Vec::new();
+    let mut more = true;
     sock.dump(PathFilter::dump_filter(filter), |ev| {
-        let f = FlowRecord::from_entry(&ev.entry);
-        if filter.is_none_or(|p| p.matches(f.path)) {
-            out.push(f);
+        let r = FlowRecord::from_entry(&ev.entry);
+        if more && filter.is_none_or(|p| p.matches(r.path)) {
+            more = f(&r);
         }
     })?;
-    sort_flows(&mut out);
-    Ok(out)
+    Ok(())
 }
 
 /// Streams transitions to `f` until it returns false. Without a daemon, runs a watcher

@@ -362,13 +362,24 @@ fn old_slow_flows_are_counted_and_still_listed() {
         Some(kernel.len() as u64),
         "every flow forgotten after 10 s: {st}"
     );
-    assert_eq!(total(&st), kernel.len() as u64, "counted all the same: {st}");
+    assert_eq!(
+        total(&st),
+        kernel.len() as u64,
+        "counted all the same: {st}"
+    );
     let out = d.cli(BIN, &["flows", "--json"]);
-    assert_eq!(offloadd_list(&out.stdout), kernel, "flows lists them from the kernel");
+    assert_eq!(
+        offloadd_list(&out.stdout),
+        kernel,
+        "flows lists them from the kernel"
+    );
     let slow = d.cli(BIN, &["flows", "--path", "slow", "--json"]);
     assert_eq!(offloadd_list(&slow.stdout), kernel, "flows --path slow too");
     let text = String::from_utf8(d.cli(BIN, &["status"]).stdout).unwrap();
-    assert!(text.contains("of the slow flows are only counted"), "{text}");
+    assert!(
+        text.contains("of the slow flows are only counted"),
+        "{text}"
+    );
     // Deleting the UDP entries sends DESTROY events for flows not kept.
     ns.sh("conntrack -D -p udp >/dev/null 2>&1 || true");
     let left = conntrack_list(&ns);
@@ -377,5 +388,9 @@ fn old_slow_flows_are_counted_and_still_listed() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let st = d.status(BIN);
-    assert_eq!(total(&st), left.len() as u64, "after the deletions: {st} vs {left:?}");
+    assert_eq!(
+        total(&st),
+        left.len() as u64,
+        "after the deletions: {st} vs {left:?}"
+    );
 }

@@ -2,7 +2,8 @@
 //! that includes slow ones comes from a full dump on demand (on the dump thread), with
 //! what the tracker knows (time on path, time to offload) added to the flows it keeps.
 //! The dump is the kernel's state now, so a flow gone since its last event is not
-//! listed, and a path is the kernel's.
+//! listed, and a path is the kernel's. It is streamed: neither the daemon nor the client
+//! holds the whole list.
 
 use std::collections::HashMap;
 
@@ -38,42 +39,48 @@ fn record(e: &Entry, kept: Option<FlowRecord>) -> FlowRecord {
     }
 }
 
-/// Lists the flows `filter` wants from a full dump, with `kept` (the tracker's records)
-/// merged in. If the dump fails, the kept records are the answer.
-pub async fn from_dump(
+/// Streams the flows `filter` wants from a full dump, in the kernel's order, with
+/// `kept` (the tracker's records) merged in, one chunk at a time to `out` (which bounds
+/// what waits: the dump thread blocks while the client reads). If the dump fails, the
+/// kept records not yet sent end the list.
+pub async fn stream(
     dumps: std::sync::mpsc::Sender<DumpRequest>,
     filter: Option<PathFilter>,
     kept: Vec<FlowRecord>,
-) -> Vec<FlowRecord> {
+    out: mpsc::Sender<Vec<FlowRecord>>,
+) {
     let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
     if dumps.send((Request::Dump(DumpFilter::All), tx)).is_err() {
-        return kept;
+        let _ = out.send(kept).await;
+        return;
     }
     let mut kept: HashMap<FlowKey, FlowRecord> = kept.into_iter().map(|r| (key(&r), r)).collect();
-    let mut out = Vec::new();
     while let Some(msg) = rx.recv().await {
         match msg {
             DumpMsg::Entries(entries) => {
-                for e in &entries {
-                    let r = record(e, kept.remove(&e.key));
-                    if filter.is_none_or(|f| f.matches(r.path)) {
-                        out.push(r);
-                    }
+                let chunk: Vec<FlowRecord> = entries
+                    .iter()
+                    .map(|e| record(e, kept.remove(&e.key)))
+                    .filter(|r| filter.is_none_or(|f| f.matches(r.path)))
+                    .collect();
+                // A client that hung up: the dump thread finishes the walk alone.
+                if !chunk.is_empty() && out.send(chunk).await.is_err() {
+                    return;
                 }
             }
-            DumpMsg::Done(Ok(_)) => break,
+            DumpMsg::Done(Ok(_)) => return,
             DumpMsg::Done(Err(e)) => {
                 warn!("listing flows: the conntrack dump failed ({e}); listing the flows offloadd keeps");
-                out.extend(
-                    kept.into_values()
-                        .filter(|r| filter.is_none_or(|f| f.matches(r.path))),
-                );
-                break;
+                let mut rest: Vec<FlowRecord> = kept
+                    .into_values()
+                    .filter(|r| filter.is_none_or(|f| f.matches(r.path)))
+                    .collect();
+                sort_flows(&mut rest);
+                let _ = out.send(rest).await;
+                return;
             }
         }
     }
-    sort_flows(&mut out);
-    out
 }
 
 #[cfg(test)]

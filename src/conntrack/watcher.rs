@@ -48,7 +48,7 @@ pub struct WatcherOptions {
 
 enum Command {
     Stats(oneshot::Sender<Stats>),
-    Flows(Option<PathFilter>, oneshot::Sender<Vec<FlowRecord>>),
+    Flows(Option<PathFilter>, mpsc::Sender<Vec<FlowRecord>>),
 }
 
 /// Cheap to clone; the actor stops when every handle is dropped.
@@ -65,10 +65,14 @@ impl WatcherHandle {
         rx.await.ok()
     }
 
-    pub async fn flows(&self, filter: Option<PathFilter>) -> Option<Vec<FlowRecord>> {
-        let (tx, rx) = oneshot::channel();
+    /// The flows `filter` wants, in chunks; the list ends when the channel closes.
+    pub async fn flows(
+        &self,
+        filter: Option<PathFilter>,
+    ) -> Option<mpsc::Receiver<Vec<FlowRecord>>> {
+        let (tx, rx) = mpsc::channel(2);
         self.tx.send(Command::Flows(filter, tx)).await.ok()?;
-        rx.await.ok()
+        Some(rx)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
@@ -223,16 +227,13 @@ impl Actor {
                 cmd = rx.recv() => match cmd {
                     None => break,
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.stats()); }
-                    Some(Command::Flows(filter, reply)) => {
+                    Some(Command::Flows(filter, out)) => {
                         let kept = self.tracker.flows(filter, self.epoch.elapsed());
                         if filter.is_some_and(|f| !f.matches(super::Path::Slow)) {
-                            let _ = reply.send(kept);
+                            tokio::spawn(async move { let _ = out.send(kept).await; });
                         } else {
                             // Old slow flows are not kept: list from a dump.
-                            let dumps = self.dumps.clone();
-                            tokio::spawn(async move {
-                                let _ = reply.send(super::listing::from_dump(dumps, filter, kept).await);
-                            });
+                            tokio::spawn(super::listing::stream(self.dumps.clone(), filter, kept, out));
                         }
                     }
                 },
