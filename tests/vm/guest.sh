@@ -49,7 +49,10 @@ poll() {
 }
 # on_path sw|slow|hw PATTERN: offloadd lists a flow matching PATTERN on that path.
 on_path() { "$OFFLOADD" flows --path "$1" 2>/dev/null | grep -q -- "$2"; }
-export -f flows in_router on_path
+# left_offloaded PATTERN: the daemon answers and keeps no offloaded flow matching PATTERN.
+# (`flows --path slow` is a dump of the kernel; this is what the daemon's tracker knows.)
+left_offloaded() { local o; o=$("$OFFLOADD" flows --path offloaded 2>&1) || return 1; ! grep -q -- "$1" <<<"$o"; }
+export -f flows in_router on_path left_offloaded
 export R OFFLOADD OFFLOADD_SOCKET
 offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
 # role_is manage|observe: the running daemon's role.
@@ -187,7 +190,7 @@ cp "$T/auto.toml" "$T/auto.saved"; cp "$T/observe.toml" "$T/auto.toml"
 kill -HUP "$OFFLOADD_PID"
 poll 5 bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
 t0=$(now_ms)
-poll 10 on_path slow "$STREAM"; SLOW_LAG=$(($(now_ms) - t0))
+poll 10 left_offloaded "$STREAM"; SLOW_LAG=$(($(now_ms) - t0))
 echo "stream=$STREAM back_to_slow_ms=$SLOW_LAG (after the table was gone)" >>"$OUT/report-lag.txt"
 "$OFFLOADD" status >"$OUT/status-observe.txt" 2>&1
 "$OFFLOADD" status --json >"$T/status-obs.json" 2>&1

@@ -28,27 +28,34 @@ conf "$T/soak.toml" off
 start_offloadd "$T/soak.toml" "$OUT/offloadd-soak.log"
 in_router ip link add wan1 type veth peer name wan1p
 
-# soak_compare: true when offloadd lists exactly the kernel's TCP/UDP entries, on the
-# same path; writes a summary (sizes, first differences) to $T/soak-compare.txt.
+# soak_compare: true when what offloadd keeps and counts is the kernel's: the offloaded
+# flows it keeps (`flows --path offloaded`, from its tracker, unlike a full `flows`,
+# which is a dump) are exactly the kernel's offloaded TCP/UDP entries, and its counts
+# (slow + sw + hw, and sw + hw) equal the kernel's. Writes a summary (sizes, first
+# differences) to $T/soak-compare.txt.
 soak_compare() {
-    "$OFFLOADD" flows --json >"$T/soak-ours.json" 2>/dev/null || return 1
+    "$OFFLOADD" flows --path offloaded --json >"$T/soak-ours.json" 2>/dev/null || return 1
+    "$OFFLOADD" status --json >"$T/soak-status.json" 2>/dev/null || return 1
     in_router conntrack -L >"$T/soak-kernel.txt" 2>/dev/null
-    python3 - "$T/soak-ours.json" "$T/soak-kernel.txt" >"$T/soak-compare.txt" <<'PY'
+    python3 - "$T/soak-ours.json" "$T/soak-status.json" "$T/soak-kernel.txt" >"$T/soak-compare.txt" <<'PY'
 import json, re, sys
 ours = {("tcp" if f["proto"] == 6 else "udp", f["orig"]["src"], f["orig"]["sport"],
-         f["orig"]["dst"], f["orig"]["dport"], f["path"] != "slow")
-        for f in json.load(open(sys.argv[1]))}
-kernel = set()
-for line in open(sys.argv[2]):
+         f["orig"]["dst"], f["orig"]["dport"]) for f in json.load(open(sys.argv[1]))}
+c = json.load(open(sys.argv[2]))["conntrack"]
+kernel, offloaded = 0, set()
+for line in open(sys.argv[3]):
     proto = line.split()[0]
     if proto not in ("tcp", "udp"):
         continue
-    field = lambda k: re.search(r"\b" + k + r"=(\S+)", line).group(1)
-    kernel.add((proto, field("src"), int(field("sport")), field("dst"), int(field("dport")),
-                "OFFLOAD]" in line))
-print(f"offloadd {len(ours)}, conntrack {len(kernel)}, offloaded {sum(k[5] for k in kernel)}; "
-      f"only offloadd: {sorted(ours - kernel)[:2]}, only conntrack: {sorted(kernel - ours)[:2]}")
-sys.exit(0 if ours == kernel else 1)
+    kernel += 1
+    if "OFFLOAD]" in line:
+        field = lambda k: re.search(r"\b" + k + r"=(\S+)", line).group(1)
+        offloaded.add((proto, field("src"), int(field("sport")), field("dst"), int(field("dport"))))
+counted = (c["slow"] + c["sw"] + c["hw"], c["sw"] + c["hw"])
+print(f"offloadd counts {counted[0]} ({counted[1]} offloaded, {c['untracked']} only counted), "
+      f"keeps {len(ours)} offloaded; conntrack {kernel} ({len(offloaded)} offloaded); "
+      f"only offloadd: {sorted(ours - offloaded)[:2]}, only conntrack: {sorted(offloaded - ours)[:2]}")
+sys.exit(0 if ours == offloaded and counted == (kernel, len(offloaded)) else 1)
 PY
 }
 
