@@ -4,7 +4,8 @@
 # for SECONDS (default 60) after a 10 s warm-up, and prints its CPU time (user + system,
 # from /proc/PID/stat: the kernel's dump work is charged to it) as a share of one core,
 # its RSS, `status` latency (p50/p99 of 50 calls), and the peak RSS and wall time of an
-# `offloadd flows --json` client against `conntrack -L`. With a second binary (an older
+# `offloadd flows --json` client against `conntrack -L`, with what that listing added to
+# the daemon's peak RSS (VmHWM, reset before it through clear_refs). With a second binary (an older
 # build) it runs both, one after the other on the same table, and prints the ratios.
 #   sudo tests/bench/steady.sh [ENTRIES] [SECONDS] [OLD_BINARY]
 # Needs root; touches only the namespace it creates.
@@ -28,7 +29,8 @@ have=$(ip netns exec "$NS" conntrack -C)
 printf 'mode = "observe"\n[offload]\ndevices = ["lo"]\n' >"$DIR/observe.toml"
 HZ=$(getconf CLK_TCK)
 
-# run BIN LABEL: prints "LABEL cpu_pct rss_kib status_p50_ms status_p99_ms"
+# run BIN LABEL: prints "LABEL cpu_pct rss_kib status_p50_ms status_p99_ms
+#   flows_client_peak_kib flows_s daemon_extra_kib"
 run() {
     local bin=$1 label=$2 pid t0 t1 c0 c1
     ip netns exec "$NS" "$bin" --socket "$DIR/s.sock" run --config "$DIR/observe.toml" 2>"$DIR/$label.log" &
@@ -44,15 +46,18 @@ run() {
         echo $(((e - s) / 1000))
     done | sort -n | awk '{v[NR] = $1} END {printf "%.1f %.1f", v[int(NR / 2) + 1] / 1000, v[int(NR * 0.99)] / 1000}')
     # `offloadd flows --json` through the daemon: the client's peak RSS and wall time.
-    local fl
+    local fl rss0 hwm
+    echo 5 >"/proc/$pid/clear_refs"
+    rss0=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
     fl=$( { /usr/bin/time -f '%M %e' "$bin" --socket "$DIR/s.sock" flows --json >/dev/null; } 2>&1 | tail -1)
+    hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
-    awk -v c=$((c1 - c0)) -v hz="$HZ" -v ns=$((t1 - t0)) -v l="$label" -v r="$rss" -v lat="$lat" -v fl="$fl" \
-        'BEGIN {printf "%s %.3f %d %s %s\n", l, 100 * c / hz / (ns / 1e9), r, lat, fl}'
+    awk -v c=$((c1 - c0)) -v hz="$HZ" -v ns=$((t1 - t0)) -v l="$label" -v r="$rss" -v lat="$lat" -v fl="$fl" -v x=$((hwm - rss0)) \
+        'BEGIN {printf "%s %.3f %d %s %s %d\n", l, 100 * c / hz / (ns / 1e9), r, lat, fl, x}'
 }
 show() { # show LABEL LINE
     set -- "$1" $2
-    echo "$1 CPU $3 % of one core, RSS $4 KiB, status p50/p99 $5/$6 ms, flows --json client peak RSS $7 KiB in $8 s"
+    echo "$1 CPU $3 % of one core, RSS $4 KiB, status p50/p99 $5/$6 ms, flows --json client peak RSS $7 KiB in $8 s, daemon peak +$9 KiB during it"
 }
 
 echo "conntrack entries: $have (none offloaded: this kernel has no flowtables); ${SECS} s after a 10 s warm-up"
