@@ -273,33 +273,31 @@ fn print_flows(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut n = 0usize;
     let mut failed = None;
+    let note = |source| {
+        if source == Source::Kernel {
+            eprintln!("{NOT_RUNNING_NOTE}");
+        }
+    };
     if json {
         out.write_all(b"[")?;
-    }
-    flows::each(
-        socket,
-        path,
-        |source| {
-            if source == Source::Kernel {
-                eprintln!("{NOT_RUNNING_NOTE}");
-            }
-        },
-        |f| {
-            let r = if json {
-                out.write_all(if n == 0 { b"\n" } else { b",\n" })
-                    .map_err(anyhow::Error::from)
-                    .and_then(|_| Ok(serde_json::to_writer(&mut out, f)?))
-            } else {
-                writeln!(out, "{}", report::flow_line(f)).map_err(anyhow::Error::from)
-            };
+        flows::each_json(socket, path, note, |line| {
+            let sep: &[u8] = if n == 0 { b"\n" } else { b",\n" };
             n += 1;
             // A closed pipe (`| head`) ends the listing quietly.
-            failed = r.err();
+            failed = out
+                .write_all(sep)
+                .and_then(|_| out.write_all(line.as_bytes()))
+                .err();
             failed.is_none()
-        },
-    )?;
-    if json {
-        out.write_all(if n == 0 { b"]\n" } else { b"\n]\n" })?;
+        })?;
+        if failed.is_none() {
+            out.write_all(if n == 0 { b"]\n" } else { b"\n]\n" })?;
+        }
+    } else {
+        flows::each(socket, path, note, |f| {
+            failed = writeln!(out, "{}", report::flow_line(f)).err();
+            failed.is_none()
+        })?;
     }
     if failed.is_none() {
         out.flush()?;

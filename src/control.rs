@@ -281,6 +281,24 @@ pub fn stream_flows(
     filter: Option<PathFilter>,
     mut f: impl FnMut(FlowRecord) -> bool,
 ) -> Result<usize, ClientError> {
+    let mut bad = None;
+    let n = stream_flow_lines(path, filter, |line| match parse_answer(line) {
+        Ok(r) => f(r),
+        Err(e) => {
+            bad = Some(e);
+            false
+        }
+    })?;
+    bad.map_or(Ok(n), Err)
+}
+
+/// Streams the daemon's flow list to `f` as the JSON lines it sent (one flow each, not
+/// parsed: `flows --json` passes them on), until `f` returns false; returns how many.
+pub fn stream_flow_lines(
+    path: &Path,
+    filter: Option<PathFilter>,
+    mut f: impl FnMut(&str) -> bool,
+) -> Result<usize, ClientError> {
     let r = call(path, &Request::Flows { path: filter })?;
     let mut n = 0;
     for line in r.lines() {
@@ -291,8 +309,13 @@ pub fn stream_flows(
         if line.starts_with("{\"end\"") {
             return Ok(n);
         }
+        if line.starts_with("{\"error\"") {
+            return Err(parse_answer::<ErrorAnswer>(&line)
+                .err()
+                .unwrap_or_else(|| ClientError::Daemon(line.clone())));
+        }
         n += 1;
-        if !f(parse_answer(&line)?) {
+        if !f(&line) {
             return Ok(n);
         }
     }

@@ -26,28 +26,63 @@ pub fn each(
     source: impl FnOnce(Source),
     mut f: impl FnMut(&FlowRecord) -> bool,
 ) -> anyhow::Result<()> {
-    let mut source = Some(source);
-    let mut tell = |s| {
-        if let Some(t) = source.take() {
-            t(s)
-        }
-    };
-    let mut first = true;
+    let mut tell = Tell(Some(source));
     match control::stream_flows(socket, filter, |r| {
-        if std::mem::take(&mut first) {
-            tell(Source::Daemon);
-        }
+        tell.daemon();
         f(&r)
     }) {
         Ok(_) => {
-            tell(Source::Daemon);
+            tell.daemon();
             Ok(())
         }
         Err(ClientError::NotRunning(_)) => {
-            tell(Source::Kernel);
+            tell.kernel();
             dump(filter, f)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `each` for `--json`: each flow as one line of JSON. The daemon's lines are passed on
+/// as they came, not parsed and written again.
+pub fn each_json(
+    socket: &Path,
+    filter: Option<PathFilter>,
+    source: impl FnOnce(Source),
+    mut f: impl FnMut(&str) -> bool,
+) -> anyhow::Result<()> {
+    let mut tell = Tell(Some(source));
+    match control::stream_flow_lines(socket, filter, |line| {
+        tell.daemon();
+        f(line)
+    }) {
+        Ok(_) => {
+            tell.daemon();
+            Ok(())
+        }
+        Err(ClientError::NotRunning(_)) => {
+            tell.kernel();
+            dump(filter, |r| {
+                serde_json::to_string(r).is_ok_and(|line| f(&line))
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Tells the caller once where the flows come from.
+struct Tell<F: FnOnce(Source)>(Option<F>);
+
+impl<F: FnOnce(Source)> Tell<F> {
+    fn daemon(&mut self) {
+        if let Some(t) = self.0.take() {
+            t(Source::Daemon)
+        }
+    }
+    fn kernel(&mut self) {
+        if let Some(t) = self.0.take() {
+            t(Source::Kernel)
+        }
     }
 }
 
