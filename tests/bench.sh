@@ -2,7 +2,8 @@
 # Benchmarks (issue 7), side by side in one run, as ratios; writes docs/bench.png.
 # Installs what it needs (tests/setup.sh, matplotlib). Host part in throwaway
 # namespaces; forwarding and apply-with-flowtable in the VM (virtme-ng, TCG).
-#   sudo tests/bench.sh [ENTRIES]        (default 100000; takes about 10 minutes)
+#   sudo tests/bench.sh [ENTRIES]        (default 100000; takes about 15 minutes;
+#   BENCH_SCALE=1 adds 100k and 1M entries in the VM, about 20 more)
 set -eu
 N=${1:-100000}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,3 +56,15 @@ timeout 1200 vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$OUT" --r
 [ -f "$OUT/done" ] || echo "bench: the VM part did not finish (see $OUT/vng.log)" >&2
 
 python3 tests/bench/report.py "$OUT" "$host_apply" "$host_nft" "$(stat -c %s "$BIN")" "$REPO/docs/bench.png"
+
+# Gateway scale (issue 16): the report's steady cost and a busy gateway's churn on the
+# host at ENTRIES; 100k and 1M entries with offloaded flows in the VM (BENCH_SCALE=1,
+# about 20 minutes more).
+echo "bench: steady cost of the report ($N entries) ..."
+tests/bench/steady.sh "$N" 30
+echo "bench: churn (150000 long-lived entries, 10000 new connections a second) ..."
+tests/bench/churn.sh 150000 10000 30
+if [ "${BENCH_SCALE:-0}" = 1 ]; then
+    echo "bench: 100k and 1M entries in the VM ..."
+    tests/bench/scale.sh
+fi

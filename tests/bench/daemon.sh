@@ -12,7 +12,7 @@ NS=odbench-d$$
 SOCK=/run/odbench-$$.sock
 T=$(mktemp -d)
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root" >&2; exit 2; }
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
+cleanup() { [ -z "${PID:-}" ] || kill "$PID" 2>/dev/null || true; ip netns del "$NS" 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
 bench_ns "$NS"
 printf 'mode = "observe"\n[offload]\ndevices = []\n[conntrack]\nresync_interval = "250ms"\n' >"$T/bench.toml"
