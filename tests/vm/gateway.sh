@@ -33,6 +33,10 @@ kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 UDP_FT_TIMEOUT=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
 in_router sysctl -qw net.netfilter.nf_flowtable_udp_timeout=4
 start_offloadd "$T/gw.toml" "$OUT/offloadd-idle.log"
+# The daemon's own time of the move back to slow (its transition's at_unix_ms), not the
+# end of a poll of `offloadd flows` (process start under TCG: a few hundred ms).
+"$OFFLOADD" flows --watch --json >"$T/idle-watch.txt" 2>&1 &
+IDLE_WATCH=$!
 run_udp 3 7777 40200 "$T/udp-idle.log"
 poll 10 offloaded udp 7777
 IDLE_OFFLOADED=$(flows udp 7777)
@@ -41,9 +45,24 @@ wait "$UDP_PID"
 poll 15 bash -c "! (ip netns exec $R conntrack -L -p udp --dport 7777 2>/dev/null | grep -q OFFLOAD)"
 t_ct=$(now_ms)
 IDLE_LAG=never
-poll 10 left_offloaded "198.18.1.2:40200 -> 198.18.2.2:7777" && IDLE_LAG=$(($(now_ms) - t_ct))
+if poll 10 left_offloaded "198.18.1.2:40200 -> 198.18.2.2:7777"; then
+    at=$(python3 -c '
+import json, sys
+at = ""
+for line in open(sys.argv[1]):
+    try:
+        o = json.loads(line)
+    except ValueError:
+        continue
+    t = o.get("transition", o)
+    if t.get("to") == "slow" and t.get("key", {}).get("orig", {}).get("sport") == 40200:
+        at = t["at_unix_ms"]
+print(at)' "$T/idle-watch.txt")
+    [ -n "$at" ] && IDLE_LAG=$((at - t_ct))
+fi
+kill "$IDLE_WATCH" 2>/dev/null; wait "$IDLE_WATCH" 2>/dev/null
 IDLE_STATUS=$("$OFFLOADD" status 2>&1 | grep -A1 'last lookups')
-echo "idle timeout: offloadd no longer kept the flow as offloaded ${IDLE_LAG} ms after conntrack showed it had left the flowtable; ${IDLE_STATUS}" >>"$OUT/report-gateway.txt"
+echo "idle timeout: offloadd moved the flow back to slow ${IDLE_LAG} ms (its own transition time) after conntrack was seen without the offload bit; ${IDLE_STATUS}" >>"$OUT/report-gateway.txt"
 judge idle_timeout_seen_by_lookups "before: ${IDLE_OFFLOADED}; lag ${IDLE_LAG} ms; ${IDLE_STATUS}" \
     bash -c "o=\$(cat); grep -q OFFLOAD <<<\"\$o\" && [ '$IDLE_LAG' != never ] && [ '${IDLE_LAG/never/99999}' -le 2500 ] && grep -q 'last lookups: ' <<<\"\$o\""
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
