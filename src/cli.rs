@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Source as ConfigSource};
 use crate::conntrack::PathFilter;
 use crate::control::{self, ClientError, WatchLine, DEFAULT_SOCKET};
-use crate::flows::{self, Source, NOT_RUNNING_NOTE};
+use crate::flows::{self, NOT_RUNNING_NOTE};
 use crate::link::LinkSnapshot;
 use crate::plan::plan;
 use crate::report;
@@ -273,11 +273,7 @@ fn print_flows(
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut n = 0usize;
     let mut failed = None;
-    let note = |source| {
-        if source == Source::Kernel {
-            eprintln!("{NOT_RUNNING_NOTE}");
-        }
-    };
+    let note = || eprintln!("{NOT_RUNNING_NOTE}");
     if json {
         out.write_all(b"[")?;
         flows::each_json(socket, path, note, |line| {

@@ -18,25 +18,18 @@ pub const NOT_RUNNING_NOTE: &str =
     "offloadd is not running; reading conntrack directly (time on path and time to offload are unknown)";
 
 /// Streams the flows `filter` wants to `f` (until it returns false): from the daemon, or
-/// without it from one dump of the kernel. `source` is told where they come from before
-/// the first flow.
+/// without it from one dump of the kernel, after calling `not_running` (the daemon's
+/// absence is known at connect, before any flow).
 pub fn each(
     socket: &Path,
     filter: Option<PathFilter>,
-    source: impl FnOnce(Source),
+    not_running: impl FnOnce(),
     mut f: impl FnMut(&FlowRecord) -> bool,
 ) -> anyhow::Result<()> {
-    let mut tell = Tell(Some(source));
-    match control::stream_flows(socket, filter, |r| {
-        tell.daemon();
-        f(&r)
-    }) {
-        Ok(_) => {
-            tell.daemon();
-            Ok(())
-        }
+    match control::stream_flows(socket, filter, |r| f(&r)) {
+        Ok(_) => Ok(()),
         Err(ClientError::NotRunning(_)) => {
-            tell.kernel();
+            not_running();
             dump(filter, f)
         }
         Err(e) => Err(e.into()),
@@ -48,41 +41,18 @@ pub fn each(
 pub fn each_json(
     socket: &Path,
     filter: Option<PathFilter>,
-    source: impl FnOnce(Source),
+    not_running: impl FnOnce(),
     mut f: impl FnMut(&str) -> bool,
 ) -> anyhow::Result<()> {
-    let mut tell = Tell(Some(source));
-    match control::stream_flow_lines(socket, filter, |line| {
-        tell.daemon();
-        f(line)
-    }) {
-        Ok(_) => {
-            tell.daemon();
-            Ok(())
-        }
+    match control::stream_flow_lines(socket, filter, &mut f) {
+        Ok(_) => Ok(()),
         Err(ClientError::NotRunning(_)) => {
-            tell.kernel();
+            not_running();
             dump(filter, |r| {
                 serde_json::to_string(r).is_ok_and(|line| f(&line))
             })
         }
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Tells the caller once where the flows come from.
-struct Tell<F: FnOnce(Source)>(Option<F>);
-
-impl<F: FnOnce(Source)> Tell<F> {
-    fn daemon(&mut self) {
-        if let Some(t) = self.0.take() {
-            t(Source::Daemon)
-        }
-    }
-    fn kernel(&mut self) {
-        if let Some(t) = self.0.take() {
-            t(Source::Kernel)
-        }
     }
 }
 

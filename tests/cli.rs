@@ -119,62 +119,48 @@ fn plan_into_a_closed_pipe_ends_quietly() {
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
 }
 
-/// A stand-in daemon on a socket of its own that answers any request with `answer`.
-fn fake_daemon(answer: &'static str) -> (tempfile_dir::Dir, std::path::PathBuf) {
-    let dir = tempfile_dir::Dir::new();
-    let path = dir.0.join("s.sock");
+/// A stand-in daemon that answers one request with `answer`, on a socket of its own.
+fn fake_daemon(answer: &'static str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("offloadd-cli-{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
     let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
         use std::io::{BufRead, Write};
         let (s, _) = listener.accept().unwrap();
-        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
         let mut req = String::new();
-        r.read_line(&mut req).unwrap();
+        std::io::BufReader::new(&s).read_line(&mut req).unwrap();
         let _ = (&s).write_all(answer.as_bytes());
     });
-    (dir, path)
-}
-
-mod tempfile_dir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!("offloadd-cli-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    path
 }
 
 #[test]
 fn a_streamed_flow_list_is_complete_only_with_its_end_mark() {
     use offloadd::control::{stream_flow_lines, ClientError};
-    let (_d, path) = fake_daemon("{\"proto\":6}\n{\"proto\":17}\n{\"end\":2}\n");
+    let path = fake_daemon("{\"proto\":6}\n{\"proto\":17}\n{\"end\":2}\n");
     let mut lines = Vec::new();
     let n = stream_flow_lines(&path, None, |l| {
         lines.push(l.to_string());
         true
     })
     .unwrap();
+    let _ = std::fs::remove_file(&path);
     assert_eq!((n, lines.len()), (2, 2));
     assert_eq!(lines[1], "{\"proto\":17}", "passed on as sent");
     // The daemon stopped half way: no end mark.
-    let (_d, path) = fake_daemon("{\"proto\":6}\n");
+    let path = fake_daemon("{\"proto\":6}\n");
     match stream_flow_lines(&path, None, |_| true) {
         Err(ClientError::Daemon(m)) => assert!(m.contains("without its end mark"), "{m}"),
         other => panic!("{other:?}"),
     }
+    let _ = std::fs::remove_file(&path);
     // An error answer is the daemon's error, not a flow.
-    let (_d, path) = fake_daemon("{\"error\":\"the conntrack watcher stopped\"}\n");
+    let path = fake_daemon("{\"error\":\"the conntrack watcher stopped\"}\n");
     match stream_flow_lines(&path, None, |_| true) {
         Err(ClientError::Daemon(m)) => assert_eq!(m, "the conntrack watcher stopped"),
         other => panic!("{other:?}"),
     }
+    let _ = std::fs::remove_file(&path);
 }
