@@ -96,6 +96,13 @@ enum Command {
     },
     /// Prometheus text exposition of the daemon's counts (offloadd_up 0 if it is not running).
     Metrics,
+    /// Flush the running daemon's flowtable now: offloaded flows take the whole ruleset on
+    /// their next packet, then offload again (for keepalived/VRRP notify scripts).
+    Flush {
+        /// Print the daemon's JSON answer (errors too, as {"error": ...}).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// glibc gives each thread that allocates its own malloc arena; the conntrack dump
@@ -150,6 +157,7 @@ pub fn main() -> ExitCode {
             resync,
         } => watch_flows(&socket, path, json, resync),
         Command::Metrics => print_metrics(&socket),
+        Command::Flush { json } => flush(&socket, json),
         Command::Check { source, json } => run_check(source.source(), json),
     };
     match result {
@@ -343,6 +351,32 @@ fn print_metrics(socket: &std::path::Path) -> anyhow::Result<ExitCode> {
             print!("{}", report::metrics(None));
         }
         Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flush(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let f = match control::flush(socket) {
+        Ok(f) => f,
+        Err(e) if json => {
+            println!("{}", serde_json::json!({ "error": e.to_string() }));
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&f)?);
+    } else if !f.flushed {
+        println!("nothing to flush: table inet offloadd is not applied (see offloadd status), so no flow of ours is offloaded");
+    } else {
+        let flows = match f.offloaded_before {
+            Some(n) => format!("{n} offloaded flows"),
+            None => "offloaded flows".into(),
+        };
+        println!(
+            "flushed the flowtable in {}: {flows} go through the whole ruleset on their next packet, then offload again",
+            report::duration_ms(f.took_ms)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

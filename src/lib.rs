@@ -16,5 +16,6 @@ pub mod nft;
 mod nlmsg;
 pub mod notify;
 pub mod plan;
+pub mod publish;
 pub mod report;
 pub mod status;

@@ -43,6 +43,12 @@ pub struct Status {
     pub flushes: u64,
     #[serde(default)]
     pub last_flush: Option<Flush>,
+    /// Flushes asked for with `offloadd flush` (an HA mastership change, by hand).
+    #[serde(default)]
+    pub flushes_requested: u64,
+    /// Applies and reloads that failed (the previous ruleset stayed each time).
+    #[serde(default)]
+    pub apply_failures: u64,
     /// A flush that is due and has not happened yet (a failed one is retried), and why.
     #[serde(default)]
     pub flush_pending: Option<String>,
@@ -132,9 +138,12 @@ impl DeviceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flush {
     pub at_unix_ms: u64,
-    /// "family table" of what changed, e.g. "inet fw4".
+    /// "family table" of what changed, e.g. "inet fw4"; empty for a requested flush.
     pub tables: Vec<String>,
     pub took_ms: f64,
+    /// Asked for with `offloadd flush`, not caused by a firewall change.
+    #[serde(default)]
+    pub requested: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,3 +102,44 @@ fn control_socket_survives_garbage_huge_slow_and_refuses_other_users() {
     );
     assert!(answers_status(&d));
 }
+
+/// `offloadd flush` where nothing can be flushed: an observing daemon owns no flowtable
+/// (it says whose to reload), and without a daemon the command says it is not running.
+/// The flush itself is a VM check (tests/vm/ha.sh): the host kernel has no flowtables.
+#[test]
+fn flush_is_refused_by_an_observer_and_without_a_daemon() {
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new();
+    let d = Daemon::start(&ns, BIN, "mode = \"observe\"\n[offload]\ndevices = []\n");
+    let out = d.cli(BIN, &["flush"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("only observes") && err.contains("firewall reload"),
+        "{err}"
+    );
+    let out = d.cli(BIN, &["flush", "--json"]);
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        answer["error"].as_str().unwrap().contains("only observes"),
+        "{answer}"
+    );
+    assert!(
+        answers_status(&d),
+        "the daemon stopped answering after a refused flush"
+    );
+    let socket = d.socket.clone();
+    drop(d);
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(&socket)
+        .arg("flush")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not running"), "{err}");
+}

@@ -37,4 +37,18 @@ if [ ! -x "$fw/usr/sbin/firewalld" ]; then
     ls "$tmp" | sed -n 's/^firewalld_\(.*\)_all\.deb$/\1/p' >"$fw/VERSION"
     rm -rf "$tmp"
 fi
+# Prometheus and promtool for the metrics test (tests/netns_metrics.rs), unpacked the same
+# way: the package would start a Prometheus server on this machine.
+prom=/opt/offloadd-prometheus
+if [ ! -x "$prom/usr/bin/promtool" ]; then
+    echo "setup: fetching prometheus, unpacked into $prom (not installed)"
+    tmp=$(mktemp -d)
+    chmod a+rwx "$tmp"
+    (cd "$tmp" && apt-get download -q prometheus >/dev/null) ||
+        { apt-get update -qq && (cd "$tmp" && apt-get download -q prometheus >/dev/null); } ||
+        { echo "setup: could not download prometheus" >&2; exit 2; }
+    mkdir -p "$prom"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$prom"
+    rm -rf "$tmp"
+fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (https://rustup.rs)" >&2; exit 2; }

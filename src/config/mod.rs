@@ -4,6 +4,7 @@
 //! wrapper that reads a file and puts its path in front of every error, so a person sees
 //! `/etc/offloadd/offloadd.toml:12: ...` and knows where to look.
 
+mod metrics;
 pub mod openwrt;
 mod toml;
 pub mod uci;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::toml::parse_toml;
+pub use metrics::MetricsConfig;
 pub use values::{parse_duration, IpPrefix, L4Proto, Mark, PortRange};
 
 /// Default configuration file for the TOML source.
@@ -31,6 +33,8 @@ pub struct Config {
     pub conntrack: ConntrackConfig,
     /// Flowtable idle timeouts; `None` leaves the kernel's value alone.
     pub timeouts: Timeouts,
+    /// Where the daemon publishes Prometheus metrics (textfile, HTTP); off by default.
+    pub metrics: MetricsConfig,
 }
 
 /// DESIGN.md "Modes".
@@ -223,6 +227,7 @@ impl Default for Config {
                 event_buffer: None,
             },
             timeouts: Timeouts::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

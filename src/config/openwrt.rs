@@ -116,6 +116,9 @@ pub fn from_uci(
             "priority",
             "flush_on_change",
             "flush_on_firewall_change",
+            "metrics_textfile",
+            "metrics_listen",
+            "metrics_interval",
         ];
         if !known.contains(&o.key.as_str()) {
             return Err(off(
@@ -174,6 +177,15 @@ pub fn from_uci(
     }
     if let Some((v, l)) = main.single("counter") {
         cfg.offload.counter = parse_bool(v).map_err(|m| off(l, m))?;
+    }
+    if let Some((v, l)) = main.single("metrics_textfile") {
+        cfg.metrics.textfile = Some(super::metrics::check_textfile(v).map_err(|m| off(l, m))?);
+    }
+    if let Some((v, l)) = main.single("metrics_listen") {
+        cfg.metrics.listen = Some(super::metrics::check_listen(v).map_err(|m| off(l, m))?);
+    }
+    if let Some((v, l)) = main.single("metrics_interval") {
+        cfg.metrics.interval = super::metrics::check_interval(v).map_err(|m| off(l, m))?;
     }
     let zone_names = main.items("zone");
     let extra = main.items("device");

@@ -22,6 +22,7 @@ struct RawConfig {
     offload: Option<RawOffload>,
     conntrack: Option<RawConntrack>,
     timeouts: Option<RawTimeouts>,
+    metrics: Option<super::metrics::RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +199,9 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
     if let Some(t) = raw.timeouts {
         cfg.timeouts.tcp = timeout(text, t.tcp)?;
         cfg.timeouts.udp = timeout(text, t.udp)?;
+    }
+    if let Some(m) = raw.metrics {
+        cfg.metrics = m.validate(at)?;
     }
     Ok(cfg)
 }

@@ -25,7 +25,7 @@ pub use lookup::{lookup_request, LookupCount};
 pub use socket::{CtError, CtSocket, Drained, DumpCount, DumpFilter};
 pub use tracker::{
     sort_flows, FlowRecord, FlowTracker, Sight, Stats, Transition, Transitions, MAX_FLOWS, RECENT,
-    TTO_SAMPLES,
+    TTO_BUCKETS_S, TTO_SAMPLES,
 };
 pub use watcher::{
     spawn as spawn_watcher, unix_ms, WatcherHandle, WatcherOptions, FULL_EVERY, RECONCILE_EVERY,

@@ -26,6 +26,29 @@ pub struct Transitions {
     pub to_slow: u64,
 }
 
+/// Upper bounds (seconds) of the time-to-offload histogram. A TCP flow is offloaded at
+/// the first packet after the handshake and a UDP one at its first reply, so most take
+/// about a round trip: tens of ms across the Internet, below 10 ms on a LAN.
+pub const TTO_BUCKETS_S: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Stats {
+    /// Counts one time to offload in the histogram.
+    pub fn time_to_offload(&mut self, d: std::time::Duration) {
+        if self.to_offload_buckets.len() != TTO_BUCKETS_S.len() + 1 {
+            self.to_offload_buckets = vec![0; TTO_BUCKETS_S.len() + 1];
+        }
+        let s = d.as_secs_f64();
+        let i = TTO_BUCKETS_S
+            .iter()
+            .position(|&le| s <= le)
+            .unwrap_or(TTO_BUCKETS_S.len());
+        self.to_offload_buckets[i] += 1;
+        self.to_offload_sum_ms += s * 1000.0;
+    }
+}
+
 /// Totals for `status` and `metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -37,6 +60,12 @@ pub struct Stats {
     pub to_offload_p50_ms: Option<f64>,
     pub to_offload_p95_ms: Option<f64>,
     pub to_offload_samples: u64,
+    /// Every time to offload since start, by bucket: `to_offload_buckets[i]` counts those
+    /// at most `TTO_BUCKETS_S[i]`, the last one those above all (not cumulative).
+    #[serde(default)]
+    pub to_offload_buckets: Vec<u64>,
+    #[serde(default)]
+    pub to_offload_sum_ms: f64,
     pub events: u64,
     pub dumps: u64,
     pub full_dumps: u64,

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-pub use super::record::{sort_flows, FlowRecord, Stats, Transition, Transitions};
+pub use super::record::{sort_flows, FlowRecord, Stats, Transition, Transitions, TTO_BUCKETS_S};
 use super::{
     Counters, DumpFilter, Entry, Event, EventKind, FlowKey, Path, PathFilter, Tuple, IPS_SEEN_REPLY,
 };
@@ -264,6 +264,7 @@ impl FlowTracker {
             }
             self.samples.push_back(d);
             self.stats.to_offload_samples += 1;
+            self.stats.time_to_offload(d);
         }
         let reply = f.reply;
         self.count(from, -1);

@@ -30,6 +30,7 @@ use crate::control;
 use crate::link::{self, LinkSnapshot};
 use crate::nft::{Actual, NftHandle};
 use crate::plan::TABLE;
+use crate::publish::Publisher;
 
 /// A burst of link events (a bridge and its ports, a VLAN and its parent's update)
 /// settles for this long before the flowtable is converged once.
@@ -142,13 +143,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             None
         }
     };
-    tokio::spawn(control::serve(
-        listener,
-        control::Shared {
-            status: status.clone(),
-            watcher,
-        },
-    ));
+    let (flush_tx, mut flush_asks) = tokio::sync::mpsc::channel::<control::FlushAsk>(4);
+    let shared = control::Shared {
+        status: status.clone(),
+        watcher,
+        flush: flush_tx,
+    };
+    let mut publisher = Publisher::start(&cfg.metrics, &shared).await;
+    let watcher = shared.watcher.clone();
+    tokio::spawn(control::serve(listener, shared.clone()));
 
     let actual = nft.read().await?;
     let mut role = decide_role(&cfg, &actual);
@@ -214,6 +217,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     flushes.cancel();
                 }
                 cfg = new_cfg;
+                publisher.reload(&cfg.metrics, &shared).await;
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 converge = Some(Why::Start);
@@ -256,6 +260,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 if !change.elements_only {
                     converge = Some(Why::Event);
                 }
+            }
+            Some(ask) = flush_asks.recv() => {
+                let c = react::FlushContext { nft: &nft, cfg: &cfg, exclude_file: &exclude_file, links: &links, status: &status, watcher: watcher.as_ref() };
+                let _ = ask.send(react::requested_flush(c, &role).await);
             }
             _ = until(flushes.due()) => converge = Some(Why::Event),
             _ = until(retry.map(|r| r.0)) => converge = Some(Why::Start),
@@ -325,6 +333,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     crate::notify::notify("STOPPING=1");
+    publisher.stop();
     if let Role::Manage { .. } = role {
         sysctls.restore();
         match nft.remove().await {

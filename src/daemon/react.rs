@@ -2,13 +2,74 @@
 //! status, and logging device news once.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::apply::{apply_and_record, Why};
 use super::flush::FlushSchedule;
+use super::{Links, Role};
+use crate::config::Config;
+use crate::conntrack::WatcherHandle;
+use crate::control::Flushed;
 use crate::nft::monitor::RulesetChange;
+use crate::nft::NftHandle;
 use crate::status::{DeviceState, Status};
+
+/// What a flush asked for over the socket (`offloadd flush`) needs from the daemon.
+pub struct FlushContext<'a> {
+    pub nft: &'a NftHandle,
+    pub cfg: &'a Config,
+    pub exclude_file: &'a std::path::Path,
+    pub links: &'a Links,
+    pub status: &'a Mutex<Status>,
+    pub watcher: Option<&'a WatcherHandle>,
+}
+
+/// `offloadd flush`: replaces the flowtable now, so every offloaded flow meets the
+/// whole ruleset on its next packet (and is offloaded again after it). A VRRP backup
+/// that becomes master runs it: offloaded flows carry no state conntrackd syncs.
+pub async fn requested_flush(c: FlushContext<'_>, role: &Role) -> Result<Flushed, String> {
+    if let Role::Observe { why } = role {
+        return Err(format!("offloadd only observes ({why}): it owns no flowtable to flush; reload the firewall that owns the flowtable (fw4: /etc/init.d/firewall reload)"));
+    }
+    let offloaded_before = match c.watcher {
+        Some(w) => w.stats().await.map(|s| s.sw + s.hw),
+        None => None,
+    };
+    let started = Instant::now();
+    let a = apply_and_record(
+        c.nft,
+        c.cfg,
+        c.exclude_file,
+        c.links,
+        c.status,
+        Why::Event,
+        true,
+    )
+    .await
+    .map_err(|e| {
+        error!("flush asked for over the control socket failed: {e:#}");
+        format!("{e:#}; the running ruleset is unchanged")
+    })?;
+    let took = started.elapsed();
+    if a.flushed {
+        info!(took_ms = took.as_millis() as u64, offloaded_before = ?offloaded_before, "flushed the flowtable as asked (offloadd flush): offloaded flows go through the whole ruleset on their next packet");
+        let mut st = c.status.lock().unwrap();
+        st.flushes_requested += 1;
+        st.last_flush = Some(crate::status::Flush {
+            at_unix_ms: crate::conntrack::unix_ms(),
+            tables: vec![],
+            took_ms: took.as_secs_f64() * 1000.0,
+            requested: true,
+        });
+    }
+    Ok(Flushed {
+        flushed: a.flushed,
+        took_ms: took.as_secs_f64() * 1000.0,
+        offloaded_before,
+    })
+}
 
 pub async fn recv_change(
     rx: &mut Option<tokio::sync::mpsc::Receiver<RulesetChange>>,
@@ -42,6 +103,7 @@ pub fn flushed(
         at_unix_ms: crate::conntrack::unix_ms(),
         tables,
         took_ms: took.as_secs_f64() * 1000.0,
+        requested: false,
     });
 }
 

@@ -228,6 +228,7 @@ pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
         }
     }
     let text = format!("{error:#}");
+    st.apply_failures += 1;
     st.warnings.push(format!("last apply failed: {text}"));
     st.last_apply = Some(LastApply {
         at_unix_ms: unix_ms(),

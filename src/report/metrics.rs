@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::conntrack::Path;
+use crate::conntrack::{Path, TTO_BUCKETS_S};
 use crate::status::Status;
 
 fn label(v: &str) -> String {
@@ -92,6 +92,24 @@ pub fn metrics(st: Option<&Status>) -> String {
             &one(a.error.is_some() as u8 as f64),
         );
     }
+    metric(
+        "flushes_total",
+        "counter",
+        "Flowtable flushes: after another table's commit, or asked for (offloadd flush).",
+        &[
+            ("{cause=\"firewall_change\"}".to_string(), st.flushes as f64),
+            (
+                "{cause=\"request\"}".to_string(),
+                st.flushes_requested as f64,
+            ),
+        ],
+    );
+    metric(
+        "apply_failures_total",
+        "counter",
+        "Applies and reloads the kernel or the config refused (the previous ruleset stayed).",
+        &one(st.apply_failures as f64),
+    );
     let Some(c) = &st.conntrack else { return o };
     let by_path: Vec<(String, f64)> = [(Path::Slow, c.slow), (Path::Sw, c.sw), (Path::Hw, c.hw)]
         .iter()
@@ -120,22 +138,19 @@ pub fn metrics(st: Option<&Status>) -> String {
         "Flows that changed path.",
         &moves,
     );
-    let mut q = Vec::new();
-    if let (Some(p50), Some(p95)) = (c.to_offload_p50_ms, c.to_offload_p95_ms) {
-        q.push(("{quantile=\"0.5\"}".to_string(), p50 / 1000.0));
-        q.push(("{quantile=\"0.95\"}".to_string(), p95 / 1000.0));
-    }
     metric(
-        "time_to_offload_seconds",
-        "summary",
-        "Time from a flow's first packet to its offload (recent flows).",
-        &q,
+        "flows_counted_only",
+        "gauge",
+        "Slow flows counted but not kept (old ones; included in offloadd_flows{path=\"slow\"}).",
+        &one(c.untracked as f64),
     );
-    let _ = writeln!(
-        o,
-        "offloadd_time_to_offload_seconds_count {}",
-        c.to_offload_samples
+    metric(
+        "counts_approximate",
+        "gauge",
+        "1 after lost events until the full resync that settles the counts.",
+        &one(c.approximate as u8 as f64),
     );
+    histogram(&mut o, c);
     for (name, help, v) in [
         (
             "conntrack_events_total",
@@ -146,6 +161,11 @@ pub fn metrics(st: Option<&Status>) -> String {
             "conntrack_resyncs_total",
             "Conntrack dumps (resyncs).",
             c.dumps,
+        ),
+        (
+            "conntrack_lookups_total",
+            "Resyncs by lookup of each tracked offloaded or recent flow.",
+            c.lookups,
         ),
         (
             "conntrack_full_resyncs_total",
@@ -174,4 +194,30 @@ pub fn metrics(st: Option<&Status>) -> String {
         );
     }
     o
+}
+
+/// `offloadd_time_to_offload_seconds` as a Prometheus histogram (cumulative buckets).
+fn histogram(o: &mut String, c: &crate::conntrack::Stats) {
+    let _ = writeln!(
+        o,
+        "# HELP offloadd_time_to_offload_seconds Time from a flow's first packet to its offload.\n# TYPE offloadd_time_to_offload_seconds histogram"
+    );
+    let mut total = 0;
+    for (i, le) in TTO_BUCKETS_S.iter().enumerate() {
+        total += c.to_offload_buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "offloadd_time_to_offload_seconds_bucket{{le=\"{le}\"}} {total}"
+        );
+    }
+    total += c
+        .to_offload_buckets
+        .get(TTO_BUCKETS_S.len())
+        .copied()
+        .unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "offloadd_time_to_offload_seconds_bucket{{le=\"+Inf\"}} {total}\noffloadd_time_to_offload_seconds_sum {}\noffloadd_time_to_offload_seconds_count {total}",
+        c.to_offload_sum_ms / 1000.0
+    );
 }

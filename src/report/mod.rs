@@ -267,12 +267,20 @@ pub fn status_text(st: &Status) -> String {
         }
     }
     if let Some(f) = &st.last_flush {
+        let asked = match st.flushes_requested {
+            0 => String::new(),
+            n => format!(", {n} asked for (offloadd flush)"),
+        };
+        let what = if f.requested {
+            "asked for".to_string()
+        } else {
+            f.tables.join(", ")
+        };
         let _ = writeln!(
             o,
-            "flushes:    {} after firewall changes; last {} ago ({}), took {}",
+            "flushes:    {} after firewall changes{asked}; last {} ago ({what}), took {}",
             st.flushes,
             ago(f.at_unix_ms),
-            f.tables.join(", "),
             duration_ms(f.took_ms)
         );
     }

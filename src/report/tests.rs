@@ -139,12 +139,15 @@ fn status() -> Status {
             at_unix_ms: 1_190_000,
             tables: vec!["inet fw4".into()],
             took_ms: 12.0,
+            requested: false,
         }),
         flush_pending: Some(
             "after changes to inet fw4: the last try failed (device gone); retrying".into(),
         ),
         flush_on: "rules".into(),
         commits_not_flushed: 1400,
+        flushes_requested: 0,
+        apply_failures: 0,
         last_apply: Some(LastApply {
             at_unix_ms: 1_000_100,
             took_ms: 602.0,
@@ -227,9 +230,13 @@ fn metrics_are_prometheus_text() {
         "offloadd_hardware_refused{device=\"lan0\"} 1",
         "offloadd_flows{path=\"sw\"} 3",
         "offloadd_transitions_total{from=\"slow\",to=\"sw\"} 15",
-        "offloadd_time_to_offload_seconds{quantile=\"0.95\"} 0.12",
-        "offloadd_time_to_offload_seconds_count 15",
         "offloadd_conntrack_overruns_total 1",
+        "offloadd_flushes_total{cause=\"firewall_change\"} 2",
+        "offloadd_flushes_total{cause=\"request\"} 0",
+        "offloadd_apply_failures_total 0",
+        "# TYPE offloadd_time_to_offload_seconds histogram",
+        "offloadd_time_to_offload_seconds_bucket{le=\"+Inf\"} 0",
+        "offloadd_time_to_offload_seconds_count 0",
         "# TYPE offloadd_flows gauge",
     ] {
         assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
@@ -240,6 +247,40 @@ fn metrics_are_prometheus_text() {
         assert!(v.parse::<f64>().is_ok(), "{l}");
     }
     assert_eq!(metrics(None).lines().last(), Some("offloadd_up 0"));
+}
+
+#[test]
+fn time_to_offload_is_a_cumulative_histogram() {
+    let mut st = status();
+    let c = st.conntrack.as_mut().unwrap();
+    // 3 ms, 10 ms (on a bound: counted in it), 40 ms, 40 ms, 20 s (above every bound).
+    for ms in [3, 10, 40, 40, 20_000] {
+        c.time_to_offload(std::time::Duration::from_millis(ms));
+    }
+    let m = metrics(Some(&st));
+    let bucket = |le: &str| {
+        let want = format!("offloadd_time_to_offload_seconds_bucket{{le=\"{le}\"}} ");
+        let line = m
+            .lines()
+            .find(|l| l.starts_with(&want))
+            .unwrap_or_else(|| panic!("{want} in\n{m}"));
+        line[want.len()..].parse::<u64>().unwrap()
+    };
+    let got: Vec<u64> = ["0.005", "0.01", "0.025", "0.05", "10", "+Inf"]
+        .iter()
+        .map(|le| bucket(le))
+        .collect();
+    assert_eq!(got, [1, 2, 2, 4, 4, 5]);
+    assert!(
+        m.lines()
+            .any(|l| l == "offloadd_time_to_offload_seconds_count 5"),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l == "offloadd_time_to_offload_seconds_sum 20.093"),
+        "{m}"
+    );
 }
 
 #[test]
