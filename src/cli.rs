@@ -96,6 +96,15 @@ enum Command {
     },
     /// Prometheus text exposition of the daemon's counts (offloadd_up 0 if it is not running).
     Metrics,
+    /// Why a flow is (not) offloaded: each flow to or from ADDR[:PORT], its path, its last
+    /// path changes and the reason it is slow. Exit 1 when nothing matches.
+    Why {
+        /// An address, or address:port ([v6]:port for IPv6): either end, either direction.
+        target: crate::history::Target,
+        /// Print JSON (an array of {"flow", "history"}).
+        #[arg(long)]
+        json: bool,
+    },
     /// Flush the running daemon's flowtable now: offloaded flows take the whole ruleset on
     /// their next packet, then offload again (for keepalived/VRRP notify scripts).
     Flush {
@@ -158,6 +167,7 @@ pub fn main() -> ExitCode {
         } => watch_flows(&socket, path, json, resync),
         Command::Metrics => print_metrics(&socket),
         Command::Flush { json } => flush(&socket, json),
+        Command::Why { target, json } => why(&socket, target, json),
         Command::Check { source, json } => run_check(source.source(), json),
     };
     match result {
@@ -379,4 +389,27 @@ fn flush(socket: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn why(
+    socket: &std::path::Path,
+    target: crate::history::Target,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (answers, missed) = crate::why::ask(socket, target)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    } else if answers.is_empty() {
+        eprintln!(
+            "no flow to or from {} in conntrack now, and none in the daemon's recent path changes",
+            target
+        );
+    } else {
+        print!("{}", crate::why::text(&answers, missed));
+    }
+    Ok(if answers.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

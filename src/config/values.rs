@@ -94,6 +94,12 @@ pub struct PortRange {
     pub last: u16,
 }
 
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
 impl FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -161,6 +167,18 @@ impl IpPrefix {
                 (0xffu16 << (8 - bits)) as u8
             })
             .collect()
+    }
+
+    /// Whether `a` is in this prefix (an address of the other family never is).
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let bytes = match a {
+            IpAddr::V4(a) if self.addr.is_ipv4() => a.octets().to_vec(),
+            IpAddr::V6(a) if self.addr.is_ipv6() => a.octets().to_vec(),
+            _ => return false,
+        };
+        let mask = self.mask_bytes();
+        let ours = self.addr_bytes();
+        (0..mask.len()).all(|i| bytes[i] & mask[i] == ours[i] & mask[i])
     }
 
     pub fn addr_bytes(&self) -> Vec<u8> {

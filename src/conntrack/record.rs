@@ -117,6 +117,9 @@ pub struct FlowRecord {
     pub on_path_ms: Option<u64>,
     pub to_offload_ms: Option<f64>,
     pub counters: Option<Counters>,
+    /// Why a slow flow is not offloaded (filled by the daemon as it lists; `explain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<crate::explain::Why>,
 }
 
 impl FlowRecord {
@@ -134,6 +137,7 @@ impl FlowRecord {
             on_path_ms: None,
             to_offload_ms: None,
             counters: e.counters,
+            why: None,
         }
     }
 }

@@ -335,6 +335,7 @@ impl FlowTracker {
                 on_path_ms: Some(as_ms(now).saturating_sub(f.since_ms)),
                 to_offload_ms: f.to_offload().map(ms),
                 counters: f.counters.as_deref().copied(),
+                why: None,
             })
             .collect();
         sort_flows(&mut out);

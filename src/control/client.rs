@@ -78,6 +78,11 @@ pub fn get_status(path: &Path) -> Result<Status, ClientError> {
     answer(path, &Request::Status)
 }
 
+/// The daemon's last path changes (oldest first).
+pub fn get_history(path: &Path) -> Result<crate::history::History, ClientError> {
+    answer(path, &Request::History)
+}
+
 /// Asks the daemon to flush its flowtable now; returns once it has.
 pub fn flush(path: &Path) -> Result<Flushed, ClientError> {
     answer(path, &Request::Flush)

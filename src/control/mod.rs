@@ -9,12 +9,13 @@
 //! - `{"request":"watch"}` → `{"transition":{...}}` lines; `{"lagged":N}` if the client
 //!   read too slowly and N transitions were skipped
 //! - `{"request":"flush"}` → a `Flushed` object once the flowtable was replaced
+//! - `{"request":"history"}` → the last path changes (`history::History`)
 //! - any failure → `{"error":"..."}`
 
 mod client;
 
 pub use client::{
-    flush, get_status, stream_flow_lines, stream_flows, watch_transitions, ClientError,
+    flush, get_history, get_status, stream_flow_lines, stream_flows, watch_transitions, ClientError,
 };
 
 use std::io;
@@ -45,6 +46,7 @@ pub enum Request {
     },
     Watch,
     Flush,
+    History,
 }
 
 /// What `{"request":"flush"}` answers: the flowtable was replaced now, so every flow
@@ -87,6 +89,10 @@ pub struct Shared {
     pub watcher: Option<WatcherHandle>,
     /// The daemon's loop, which alone changes the ruleset.
     pub flush: tokio::sync::mpsc::Sender<FlushAsk>,
+    /// The config's exclusions, to say why a slow flow is not offloaded.
+    pub rules: Arc<Mutex<crate::explain::Rules>>,
+    /// The last path changes, for `offloadd why`.
+    pub history: Arc<Mutex<crate::history::History>>,
 }
 
 /// Binds the socket, refusing to take over one a running daemon still answers on.
@@ -161,12 +167,19 @@ async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
         Ok(Request::Flows { path }) => match &shared.watcher {
             None => error_json("the conntrack watcher is not running (see offloadd status)".into()),
             Some(w) => match w.flows(path).await {
-                Some(chunks) => return send_flows(chunks, write).await,
+                Some(chunks) => {
+                    let explain = explain_context(&shared);
+                    return send_flows(chunks, &explain, write).await;
+                }
                 None => error_json("the conntrack watcher stopped".into()),
             },
         },
         Ok(Request::Watch) => return watch(&shared, write).await,
         Ok(Request::Flush) => flush_now(&shared).await,
+        Ok(Request::History) => {
+            let h = shared.history.lock().unwrap().clone();
+            serde_json::to_string(&h)?
+        }
     };
     write.write_all(answer.as_bytes()).await?;
     write.write_all(b"\n").await
@@ -179,13 +192,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// client tells a complete list from a daemon that stopped half way).
 async fn send_flows(
     mut chunks: tokio::sync::mpsc::Receiver<Vec<FlowRecord>>,
+    explain: &crate::explain::Context,
     mut write: tokio::net::unix::OwnedWriteHalf,
 ) -> io::Result<()> {
     let mut n = 0usize;
     let mut buf = Vec::new();
-    while let Some(chunk) = chunks.recv().await {
+    while let Some(mut chunk) = chunks.recv().await {
         buf.clear();
-        for r in &chunk {
+        for r in &mut chunk {
+            r.why = explain.why(r);
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
@@ -211,6 +226,12 @@ async fn flush_now(shared: &Shared) -> String {
         Ok(Err(e)) => error_json(e),
         Err(_) => error_json("the daemon is stopping".into()),
     }
+}
+
+fn explain_context(shared: &Shared) -> crate::explain::Context {
+    let rules = shared.rules.lock().unwrap().clone();
+    let st = shared.status.lock().unwrap().clone();
+    crate::explain::Context::now(&rules, &st, crate::link::local_addresses())
 }
 
 /// The status as a client sees it: the daemon's view with conntrack counts of now.

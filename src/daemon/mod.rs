@@ -83,6 +83,13 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
     }
 }
 
+fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::explain::Rules {
+    crate::explain::Rules {
+        exclude: cfg.offload.exclude.clone(),
+        exclude_file: exclude_file.display().to_string(),
+    }
+}
+
 /// Sleeps until `at`, or forever when there is nothing to wait for.
 async fn until(at: Option<Instant>) {
     match at {
@@ -144,10 +151,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     let (flush_tx, mut flush_asks) = tokio::sync::mpsc::channel::<control::FlushAsk>(4);
+    let rules = Arc::new(Mutex::new(explain_rules(&cfg, &exclude_file)));
+    let history = Arc::new(Mutex::new(crate::history::History::default()));
+    if let Some(w) = &watcher {
+        tokio::spawn(crate::history::keep(w.subscribe(), history.clone()));
+    }
     let shared = control::Shared {
         status: status.clone(),
         watcher,
         flush: flush_tx,
+        rules: rules.clone(),
+        history,
     };
     let mut publisher = Publisher::start(&cfg.metrics, &shared).await;
     let watcher = shared.watcher.clone();
@@ -218,6 +232,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }
                 cfg = new_cfg;
                 publisher.reload(&cfg.metrics, &shared).await;
+                *rules.lock().unwrap() = explain_rules(&cfg, &exclude_file);
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                 converge = Some(Why::Start);

@@ -6,6 +6,7 @@
 //! RTM_NEWLINK / RTM_DELLINK instead, so it sees every appearance, disappearance, rename
 //! and index change.
 
+mod addrs;
 mod ethtool;
 #[cfg(test)]
 pub(crate) mod fake_sysfs;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::io;
 
+pub use addrs::local_addresses;
 pub use ethtool::{feature, hw_tc_offload_hint, Feature};
 pub use lower::{lower_devices, SYSFS_NET};
 pub use mlx5::{mlx5_missing, mlx5_port, Mlx5Port};

@@ -125,6 +125,9 @@ pub fn flow_line(f: &FlowRecord) -> String {
             c.orig_packets + c.reply_packets
         );
     }
+    if let Some(w) = &f.why {
+        let _ = write!(s, "; not offloaded: {}", w.text());
+    }
     s
 }
 

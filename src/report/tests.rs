@@ -32,6 +32,7 @@ fn flow() -> FlowRecord {
             reply_packets: 1234,
             reply_bytes: 100_000,
         }),
+        why: None,
     }
 }
 
@@ -40,6 +41,25 @@ fn flow_line_reads_like_conntrack_plus_path() {
     assert_eq!(
         flow_line(&flow()),
         "sw   tcp 198.18.1.2:43210 -> 198.18.2.2:5201 ESTABLISHED on software for 12.4 s (offloaded 41 ms after first packet) 75.1 MB 51234 pkts"
+    );
+}
+
+#[test]
+fn flow_line_says_why_a_slow_flow_is_not_offloaded() {
+    let mut f = flow();
+    f.path = Path::Slow;
+    f.status = 0x8;
+    f.tcp_state = Some(1);
+    f.on_path_ms = None;
+    f.to_offload_ms = None;
+    f.counters = None;
+    f.why = Some(crate::explain::Why {
+        reason: crate::explain::Reason::NoReply,
+        detail: String::new(),
+    });
+    assert_eq!(
+        flow_line(&f),
+        "slow tcp 198.18.1.2:43210 -> 198.18.2.2:5201 SYN_SENT UNREPLIED; not offloaded: no reply seen yet (one-way UDP, or a TCP SYN not answered): offloaded once both directions have passed"
     );
 }
 
