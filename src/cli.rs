@@ -96,6 +96,25 @@ enum Command {
     },
     /// Prometheus text exposition of the daemon's counts (offloadd_up 0 if it is not running).
     Metrics,
+    /// Live view of flows by throughput, per path, refreshed every second (run it during a
+    /// speed test). Rates come from conntrack's counters (see [conntrack] accounting).
+    Top {
+        /// Print one frame (two listings an interval apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// One JSON object a frame.
+        #[arg(long)]
+        json: bool,
+        /// How many flows to show.
+        #[arg(long, default_value_t = 20)]
+        lines: usize,
+        /// Only flows on this path (offloaded: the daemon's own list, cheap on big tables).
+        #[arg(long, value_enum)]
+        path: Option<PathFilter>,
+        /// Time between frames.
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
+        interval: std::time::Duration,
+    },
     /// Why a flow is (not) offloaded: each flow to or from ADDR[:PORT], its path, its last
     /// path changes and the reason it is slow. Exit 1 when nothing matches.
     Why {
@@ -168,6 +187,23 @@ pub fn main() -> ExitCode {
         Command::Metrics => print_metrics(&socket),
         Command::Flush { json } => flush(&socket, json),
         Command::Why { target, json } => why(&socket, target, json),
+        Command::Top {
+            once,
+            json,
+            lines,
+            path,
+            interval,
+        } => crate::top::run(
+            &socket,
+            path,
+            crate::top::Options {
+                once,
+                json,
+                lines,
+                every: interval,
+            },
+        )
+        .map(|_| ExitCode::SUCCESS),
         Command::Check { source, json } => run_check(source.source(), json),
     };
     match result {

@@ -21,4 +21,5 @@ pub mod plan;
 pub mod publish;
 pub mod report;
 pub mod status;
+pub mod top;
 pub mod why;

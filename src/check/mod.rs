@@ -250,8 +250,8 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
     if x.conntrack_acct == Some(false) {
         out.push(f(
             Level::Warn,
-            "net.netfilter.nf_conntrack_acct is 0: flows show no byte or packet counts",
-            Some("sysctl -w net.netfilter.nf_conntrack_acct=1 for counts (nlbwmon turns it on)"),
+            "net.netfilter.nf_conntrack_acct is 0: slow flows show no byte or packet counts, and offloadd top no rate for them",
+            Some("set [conntrack] accounting = true (UCI: option accounting 1) to turn it on while offloadd runs, or sysctl -w net.netfilter.nf_conntrack_acct=1; it counts flows created after"),
         ));
     }
     out.push(f(

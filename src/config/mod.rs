@@ -182,6 +182,9 @@ pub struct ConntrackConfig {
     /// new flows overruns it (counted, then resynced). `None`: sized for the table
     /// (`event_buffer_for`).
     pub event_buffer: Option<usize>,
+    /// Turn net.netfilter.nf_conntrack_acct on while offloadd runs (byte and packet
+    /// counts of slow flows, for `top`); restored on exit.
+    pub accounting: bool,
 }
 
 /// The smallest automatic event buffer: about 6,500 events.
@@ -225,6 +228,7 @@ impl Default for Config {
             conntrack: ConntrackConfig {
                 resync_interval: Duration::from_secs(2),
                 event_buffer: None,
+                accounting: false,
             },
             timeouts: Timeouts::default(),
             metrics: MetricsConfig::default(),

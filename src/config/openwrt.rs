@@ -119,6 +119,7 @@ pub fn from_uci(
             "metrics_textfile",
             "metrics_listen",
             "metrics_interval",
+            "accounting",
         ];
         if !known.contains(&o.key.as_str()) {
             return Err(off(
@@ -177,6 +178,9 @@ pub fn from_uci(
     }
     if let Some((v, l)) = main.single("counter") {
         cfg.offload.counter = parse_bool(v).map_err(|m| off(l, m))?;
+    }
+    if let Some((v, l)) = main.single("accounting") {
+        cfg.conntrack.accounting = parse_bool(v).map_err(|m| off(l, m))?;
     }
     if let Some((v, l)) = main.single("metrics_textfile") {
         cfg.metrics.textfile = Some(super::metrics::check_textfile(v).map_err(|m| off(l, m))?);

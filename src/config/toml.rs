@@ -63,6 +63,7 @@ struct RawExclude {
 struct RawConntrack {
     resync_interval: Option<Spanned<String>>,
     event_buffer: Option<Spanned<toml::Value>>,
+    accounting: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +195,7 @@ pub fn parse_toml(text: &str) -> Result<Config, ParseError> {
             }
             cfg.conntrack.event_buffer = Some(n as usize);
         }
+        cfg.conntrack.accounting = c.accounting.unwrap_or(false);
     }
 
     if let Some(t) = raw.timeouts {

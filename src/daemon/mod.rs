@@ -187,7 +187,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             )
             .await
             {
-                Ok(_) => sysctls.apply(&cfg.timeouts),
+                Ok(_) => sysctls.apply(&cfg),
                 // procd and systemd give up after a few fast exits: a kernel that was busy
                 // or answers that were lost are tried again here instead.
                 Err(e) if transient(&e) => {
@@ -318,7 +318,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         match apply_and_record(&nft, &cfg, &exclude_file, &links, &status, why, flush).await {
             Ok(a) => {
                 if why == Why::Start {
-                    sysctls.apply(&cfg.timeouts);
+                    sysctls.apply(&cfg);
                 }
                 if retry.take().is_some() {
                     info!("applied after earlier failures");

@@ -2,12 +2,14 @@
 //! (net.netfilter.nf_flowtable_{tcp,udp}_timeout, 30 s by default). offloadd sets them
 //! while it manages and puts back the values it found when it stops or hands over.
 //! They exist once nf_flow_table is loaded, so they are set after the first apply.
+//! `[conntrack] accounting` is net.netfilter.nf_conntrack_acct the same way; the kernel
+//! gives counters only to entries created while it is on.
 
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use crate::config::Timeouts;
+use crate::config::Config;
 
 const DIR: &str = "/proc/sys/net/netfilter";
 
@@ -20,10 +22,15 @@ pub struct Sysctls {
 impl Sysctls {
     /// Makes the sysctls match `t`: sets the given ones (saving the old value the first
     /// time), restores any we set before that `t` no longer gives.
-    pub fn apply(&mut self, t: &Timeouts) {
+    pub fn apply(&mut self, cfg: &Config) {
+        let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs().to_string());
         for (name, value) in [
-            ("nf_flowtable_tcp_timeout", t.tcp),
-            ("nf_flowtable_udp_timeout", t.udp),
+            ("nf_flowtable_tcp_timeout", secs(cfg.timeouts.tcp)),
+            ("nf_flowtable_udp_timeout", secs(cfg.timeouts.udp)),
+            (
+                "nf_conntrack_acct",
+                cfg.conntrack.accounting.then(|| "1".to_string()),
+            ),
         ] {
             let path = Path::new(DIR).join(name);
             match value {
@@ -32,20 +39,16 @@ impl Sysctls {
                         match std::fs::read_to_string(&path) {
                             Ok(old) => self.saved.push((path.clone(), old.trim().to_string())),
                             Err(e) => {
-                                warn!(sysctl = %path.display(), "cannot read ({e}); [timeouts] not applied");
+                                warn!(sysctl = %path.display(), "cannot read ({e}); not set");
                                 continue;
                             }
                         }
                     }
-                    match std::fs::write(&path, v.as_secs().to_string()) {
-                        Ok(()) => info!(
-                            sysctl = name,
-                            seconds = v.as_secs(),
-                            "set flowtable timeout"
-                        ),
-                        Err(e) => {
-                            warn!(sysctl = %path.display(), "cannot write ({e}); [timeouts] not applied")
+                    match std::fs::write(&path, &v) {
+                        Ok(()) => {
+                            info!(sysctl = name, value = %v, "set sysctl while offloadd runs")
                         }
+                        Err(e) => warn!(sysctl = %path.display(), "cannot write ({e}); not set"),
                     }
                 }
                 None => self.restore_one(&path),
@@ -65,7 +68,7 @@ impl Sysctls {
         if let Some(i) = self.saved.iter().position(|(p, _)| p == path) {
             let (p, old) = self.saved.remove(i);
             match std::fs::write(&p, &old) {
-                Ok(()) => info!(sysctl = %p.display(), value = %old, "restored flowtable timeout"),
+                Ok(()) => info!(sysctl = %p.display(), value = %old, "restored sysctl"),
                 Err(e) => warn!(sysctl = %p.display(), "cannot restore {old} ({e})"),
             }
         }

@@ -67,7 +67,7 @@ conf() { # conf FILE HARDWARE [extra lines]
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
 # SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
 # "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone,
-# "big" for big.sh alone, "ha" for ha.sh and why.sh alone.
+# "big" for big.sh alone, "ha" for ha.sh, why.sh and top.sh alone.
 if [ "${3:-all}" = policy ]; then
     lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
     add_forward_counter
@@ -89,6 +89,7 @@ if [ "${3:-all}" = ha ]; then
     add_forward_counter
     . "$REPO/tests/vm/ha.sh"
     . "$REPO/tests/vm/why.sh"
+    . "$REPO/tests/vm/top.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0
@@ -315,6 +316,7 @@ check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw
 # --- `offloadd flush` (HA: a new VRRP master), and why slow flows are not offloaded.
 . "$REPO/tests/vm/ha.sh"
 . "$REPO/tests/vm/why.sh"
+. "$REPO/tests/vm/top.sh"
 
 # --- Busy firewalls (set-element churn, a reload that deletes a device) and a big config.
 . "$REPO/tests/vm/busy.sh"
