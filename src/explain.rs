@@ -37,6 +37,8 @@ pub enum Reason {
     Observe,
     /// The flowtable was flushed moments ago.
     Flushed,
+    /// The route of one of its directions leaves by a device the flowtable does not hook.
+    DeviceNotInFlowtable,
     /// Nothing offloadd knows explains it.
     Unknown,
 }
@@ -61,6 +63,7 @@ impl Why {
             Reason::Excluded => format!("excluded by the exclusion at {d}"),
             Reason::MaybeExcluded => format!("the exclusion at {d} matches its addresses and ports; it also names devices, which conntrack does not record, so offloadd cannot tell whether it applies"),
             Reason::Observe => format!("offloadd only observes ({d}): the owner of that flowtable and its rules decide what is offloaded"),
+            Reason::DeviceNotInFlowtable => format!("its traffic goes through {d}, which is not in the flowtable: add it to [offload] devices (UCI: its zone, or list device) if its flows should be offloaded"),
             Reason::Flushed => format!("the flowtable was flushed {d}: offloaded again at its next packet if the firewall still accepts it"),
             Reason::Unknown => "offloadd cannot tell: established both ways and not excluded; most often one of its devices is not in the flowtable (offloadd status lists them), or it was offloaded and sat idle past the flowtable timeout".into(),
         }
@@ -72,6 +75,8 @@ impl Why {
 pub struct Rules {
     pub exclude: Vec<Exclude>,
     pub exclude_file: String,
+    /// The layer-3 names of configured devices (`pppoe-wan` on `wan`).
+    pub l3_devices: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What the daemon knows besides the flow.
@@ -87,6 +92,8 @@ pub struct Context {
     /// The last flush: when, and what caused it.
     pub last_flush: Option<(u64, String)>,
     pub now_unix_ms: u64,
+    /// Devices our flowtable hooks now, with their layer-3 names.
+    pub hooked: Vec<String>,
 }
 
 impl Context {
@@ -106,7 +113,29 @@ impl Context {
                 (f.at_unix_ms, cause)
             }),
             now_unix_ms: crate::conntrack::unix_ms(),
+            hooked: hooked(rules, st),
         }
+    }
+
+    /// For a flow `why` found no reason for: the device one of its directions is routed
+    /// by that the flowtable does not hook (in: the route back to its source; out: the
+    /// route to whoever answers it, the DNAT target included). `route` says which device
+    /// traffic to an address leaves by.
+    pub fn outside_device(
+        &self,
+        f: &FlowRecord,
+        route: Option<String>,
+        back: Option<String>,
+    ) -> Option<Why> {
+        [back, route]
+            .into_iter()
+            .flatten()
+            .find(|d| !self.hooked.contains(d))
+            .map(|d| Why {
+                reason: Reason::DeviceNotInFlowtable,
+                detail: d,
+            })
+            .filter(|_| f.path == Path::Slow)
     }
 
     /// `None` for an offloaded flow.
@@ -158,6 +187,23 @@ impl Context {
         }
         why(Reason::Unknown, String::new())
     }
+}
+
+/// The names under which the flowtable's devices see traffic: each configured device in
+/// the flowtable, the lower devices hardware mode hooks instead, and its layer-3 names.
+fn hooked(rules: &Rules, st: &crate::status::Status) -> Vec<String> {
+    use crate::status::DeviceState::{Hardware, InFlowtable};
+    let mut out = Vec::new();
+    for d in st
+        .devices
+        .iter()
+        .filter(|d| matches!(d.state, InFlowtable | Hardware))
+    {
+        out.push(d.name.clone());
+        out.extend(d.via.iter().cloned());
+        out.extend(rules.l3_devices.get(&d.name).into_iter().flatten().cloned());
+    }
+    out
 }
 
 /// Whether exclusion `e` matches the flow's original direction (devices aside).

@@ -41,6 +41,7 @@ fn context(toml: &str) -> Context {
         observing: None,
         last_flush: None,
         now_unix_ms: 100_000,
+        hooked: vec!["br-lan".into(), "wan".into(), "pppoe-wan".into()],
     }
 }
 
@@ -184,4 +185,52 @@ fn observe_mode_and_a_recent_flush_explain_fit_flows() {
     let mut one_way = flow();
     one_way.status = 0;
     assert_eq!(reason(&c, &one_way).0, Reason::NoReply);
+}
+
+#[test]
+fn a_route_by_a_device_outside_the_flowtable_is_named() {
+    let c = context("");
+    let f = flow();
+    let w = c
+        .outside_device(&f, Some("pppoe-wan".into()), Some("dmz0".into()))
+        .unwrap();
+    assert_eq!(
+        (w.reason, w.detail.as_str()),
+        (Reason::DeviceNotInFlowtable, "dmz0")
+    );
+    assert!(w
+        .text()
+        .starts_with("its traffic goes through dmz0, which is not in the flowtable"));
+    assert_eq!(
+        c.outside_device(&f, Some("pppoe-wan".into()), Some("br-lan".into())),
+        None
+    );
+    assert_eq!(
+        c.outside_device(&f, None, None),
+        None,
+        "no route known: still unknown"
+    );
+}
+
+#[test]
+fn hooked_names_are_the_flowtable_devices_their_ports_and_l3_names() {
+    use crate::status::{Device, DeviceState, Status};
+    let mut rules = Rules::default();
+    rules
+        .l3_devices
+        .insert("wan".into(), vec!["pppoe-wan".into()]);
+    let mut br = Device::new("br-lan", DeviceState::Hardware);
+    br.via = vec!["lan1".into(), "lan2".into()];
+    let st = Status {
+        devices: vec![
+            br,
+            Device::new("wan", DeviceState::InFlowtable),
+            Device::new("wlan0", DeviceState::Missing),
+        ],
+        ..Status::default()
+    };
+    assert_eq!(
+        hooked(&rules, &st),
+        ["br-lan", "lan1", "lan2", "wan", "pppoe-wan"]
+    );
 }

@@ -64,6 +64,9 @@ pub struct Status {
     /// `None` when the conntrack watcher could not start (see `conntrack_error`).
     pub conntrack: Option<Stats>,
     pub conntrack_error: Option<String>,
+    /// net.netfilter.nf_conntrack_acct in the daemon's namespace (slow flows' counters).
+    #[serde(default)]
+    pub conntrack_accounting: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,11 +186,13 @@ pub fn run(
                 serde_json::to_string(&f)? + "\n"
             } else {
                 let clear = if opts.once { "" } else { "\x1b[H\x1b[2J" };
+                // The daemon's namespace is the one whose flows are listed.
+                let acct = crate::control::get_status(socket)
+                    .ok()
+                    .and_then(|s| s.conntrack_accounting)
+                    .or_else(accounting_on);
                 let head = format!("offloadd top: every {interval:.1} s (Ctrl-C stops)\n");
-                format!(
-                    "{clear}{head}{}",
-                    text(&f, opts.lines, accounting_on() == Some(false))
-                )
+                format!("{clear}{head}{}", text(&f, opts.lines, acct == Some(false)))
             };
             // A closed pipe or terminal ends the view.
             if out

@@ -197,10 +197,23 @@ async fn send_flows(
 ) -> io::Result<()> {
     let mut n = 0usize;
     let mut buf = Vec::new();
+    // Asked only for flows nothing else explains, each address once, a few hundred at most.
+    let mut routes = crate::link::Routes::open(256).ok();
     while let Some(mut chunk) = chunks.recv().await {
         buf.clear();
         for r in &mut chunk {
             r.why = explain.why(r);
+            if let (Some(routes), Some(crate::explain::Reason::Unknown)) =
+                (routes.as_mut(), r.why.as_ref().map(|w| w.reason))
+            {
+                let (to, back) = (
+                    routes.device(r.reply.src).await,
+                    routes.device(r.orig.src).await,
+                );
+                if let Some(w) = explain.outside_device(r, to, back) {
+                    r.why = Some(w);
+                }
+            }
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
@@ -238,6 +251,7 @@ fn explain_context(shared: &Shared) -> crate::explain::Context {
 pub async fn status(shared: &Shared) -> Status {
     let mut s = shared.status.lock().unwrap().clone();
     s.now_unix_ms = unix_ms();
+    s.conntrack_accounting = crate::top::accounting_on();
     if let Some(w) = &shared.watcher {
         s.conntrack = w.stats().await;
     }

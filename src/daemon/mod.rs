@@ -87,6 +87,7 @@ fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::explain
     crate::explain::Rules {
         exclude: cfg.offload.exclude.clone(),
         exclude_file: exclude_file.display().to_string(),
+        l3_devices: cfg.offload.l3_devices.clone(),
     }
 }
 

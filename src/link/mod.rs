@@ -12,6 +12,7 @@ mod ethtool;
 pub(crate) mod fake_sysfs;
 mod lower;
 mod mlx5;
+mod route;
 mod shaping;
 mod watcher;
 
@@ -23,6 +24,7 @@ pub use addrs::local_addresses;
 pub use ethtool::{feature, hw_tc_offload_hint, Feature};
 pub use lower::{lower_devices, SYSFS_NET};
 pub use mlx5::{mlx5_missing, mlx5_port, Mlx5Port};
+pub use route::Routes;
 pub use shaping::{shaped, shaped_now};
 pub use watcher::spawn_link_watcher;
 

@@ -198,6 +198,7 @@ fn status() -> Status {
             ..Default::default()
         }),
         conntrack_error: None,
+        conntrack_accounting: None,
     }
 }
 

@@ -10,15 +10,17 @@ in_router iperf3 -s -1 -D -B 198.18.1.1 -p 5301 >/dev/null
 in_wan iperf3 -s -1 -D -B 198.18.2.2 -p 5208 >/dev/null
 sleep 0.5
 # The router's own traffic: a speed test to its LAN address (the common mistake).
-in_lan iperf3 -c 198.18.1.1 -p 5301 -t 20 -b 10M >/dev/null 2>&1 &
+in_lan iperf3 -c 198.18.1.1 -p 5301 -t 40 -b 10M >/dev/null 2>&1 &
 # The excluded port, two-way; a one-way UDP flow; a forwarded stream that offloads.
-run_udp 20 5060 40031 "$T/why-5060.log"
+run_udp 40 5060 40031 "$T/why-5060.log"
 in_lan python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", 40032))
 for _ in range(3): s.sendto(b"x", ("198.18.2.99", 9999))'
-run_tcp 20 "$T/iperf-why.json" 5208
+# 40 s, stopped at the end: it outlives the checks that judge it (a 20 s one had ended
+# before `offloadd why` ran on a machine busy with another build).
+run_tcp 40 "$T/iperf-why.json" 5208
 poll 10 offloaded tcp 5208
 sleep 2
 listing=$("$OFFLOADD" flows --json 2>&1)
@@ -61,7 +63,24 @@ after=$("$OFFLOADD" flows --json 2>&1)
 judge why_flushed_idle_flow "$after" reason_of 17:198.18.2.2:7787 flushed "(asked for with offloadd flush)"
 pkill -f "iperf3 -c 198.18.2.2 -p 5208 " 2>/dev/null
 pkill -f "iperf3 -c 198.18.1.1 -p 5301 " 2>/dev/null
+pkill -f "udp_echo.py client 198.18.2.2 5060 " 2>/dev/null
 wait "$TCP_PID" "$UDP_PID" 2>/dev/null
+# A device outside the flowtable: dmz0 on the router, its peer in the wan host's
+# namespace answering from 198.19.5.2 by a route of its own, so both directions use it.
+ip -n "$R" link add dmz0 type veth peer name dmzpeer netns "$W"
+ip -n "$R" addr add 198.19.5.1/24 dev dmz0
+ip -n "$R" link set dmz0 up
+ip -n "$W" addr add 198.19.5.2/24 dev dmzpeer
+ip -n "$W" link set dmzpeer up
+ip -n "$W" rule add from 198.19.5.2 table 105
+ip -n "$W" route add default via 198.19.5.1 dev dmzpeer table 105
+in_lan python3 "$LAB_DIR/udp_echo.py" client 198.19.5.2 7787 20 40035 >"$T/why-dmz.log" 2>&1 &
+sleep 3
+dmz=$("$OFFLOADD" flows --json 2>&1)
+judge why_device_not_in_flowtable "$dmz" reason_of 17:198.19.5.2:7787 device_not_in_flowtable dmz0
+pkill -f "udp_echo.py client 198.19.5.2 7787 " 2>/dev/null
+ip -n "$R" link del dmz0
+ip -n "$W" rule del from 198.19.5.2 table 105
 # Observe mode: a fit flow is slow because the owner of the flowtable decides.
 printf 'mode = "observe"\n[offload]\ndevices = ["lan0", "wan0"]\n' >"$T/why.toml"
 kill -HUP "$OFFLOADD_PID"
