@@ -34,6 +34,20 @@ pub const TTO_BUCKETS_S: [f64; 11] = [
 ];
 
 impl Stats {
+    /// Adds what a flow on `path` carried between counters `old` and `new` (sw, hw).
+    pub fn count_offloaded(&mut self, path: super::Path, old: &Counters, new: &Counters) {
+        let i = match path {
+            super::Path::Slow => return,
+            super::Path::Sw => 0,
+            super::Path::Hw => 1,
+        };
+        let grew = |n: u64, o: u64| n.saturating_sub(o);
+        self.offloaded_bytes[i] +=
+            grew(new.orig_bytes, old.orig_bytes) + grew(new.reply_bytes, old.reply_bytes);
+        self.offloaded_packets[i] +=
+            grew(new.orig_packets, old.orig_packets) + grew(new.reply_packets, old.reply_packets);
+    }
+
     /// Counts one time to offload in the histogram.
     pub fn time_to_offload(&mut self, d: std::time::Duration) {
         if self.to_offload_buckets.len() != TTO_BUCKETS_S.len() + 1 {
@@ -66,6 +80,12 @@ pub struct Stats {
     pub to_offload_buckets: Vec<u64>,
     #[serde(default)]
     pub to_offload_sum_ms: f64,
+    /// Bytes and packets (both directions) of offloaded flows, from the growth of their
+    /// counters between looks: what the software and hardware paths carried.
+    #[serde(default)]
+    pub offloaded_bytes: [u64; 2],
+    #[serde(default)]
+    pub offloaded_packets: [u64; 2],
     pub events: u64,
     pub dumps: u64,
     pub full_dumps: u64,

@@ -229,7 +229,11 @@ impl FlowTracker {
         }
         if let Some(c) = e.counters {
             match &mut f.counters {
-                Some(b) => **b = c,
+                Some(b) => {
+                    // What moved since the last look, on the path it was on meanwhile.
+                    self.stats.count_offloaded(f.path, b, &c);
+                    **b = c
+                }
                 None => f.counters = Some(Box::new(c)),
             }
         }

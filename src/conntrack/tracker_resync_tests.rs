@@ -133,3 +133,40 @@ fn a_flow_forgotten_during_a_lookup_and_gone_is_uncounted() {
     t.end_lookup(&asked, &Default::default(), ms(1));
     assert_eq!((counts(&t), t.stats().untracked), ((0, 0, 0), 0));
 }
+
+#[test]
+fn what_offloaded_flows_carried_is_counted_by_path_between_looks() {
+    let mut t = started();
+    let with = |status, bytes: u64, packets: u64| {
+        let mut e = entry(7, status);
+        e.counters = Some(Counters {
+            orig_bytes: bytes,
+            orig_packets: packets,
+            reply_bytes: bytes / 10,
+            reply_packets: packets / 10,
+        });
+        e
+    };
+    t.event(&ev(EventKind::New, with(ESTABLISHED, 1000, 10)), ms(0));
+    // Offloaded: its slow-path bytes are not the flowtable's.
+    t.event(
+        &ev(EventKind::Update, with(ESTABLISHED | IPS_OFFLOAD, 2000, 20)),
+        ms(5),
+    );
+    assert_eq!(t.stats().offloaded_bytes, [0, 0]);
+    for (at, bytes, packets) in [(2000, 102_000, 120), (4000, 302_000, 320)] {
+        t.begin_resync(false);
+        t.dumped(&with(ESTABLISHED | IPS_OFFLOAD, bytes, packets), ms(at));
+        t.end_lookup(
+            &[entry(7, 0).key],
+            &[entry(7, 0).key].into_iter().collect(),
+            ms(1),
+        );
+    }
+    // 300,000 + 30,000 bytes and 300 + 30 packets since it was offloaded, all on sw.
+    let s = t.stats();
+    assert_eq!(
+        (s.offloaded_bytes, s.offloaded_packets),
+        ([330_000, 0], [330, 0])
+    );
+}

@@ -150,6 +150,20 @@ pub fn metrics(st: Option<&Status>) -> String {
         "1 after lost events until the full resync that settles the counts.",
         &one(c.approximate as u8 as f64),
     );
+    for (name, cap, v) in [
+        ("bytes", "Bytes", c.offloaded_bytes),
+        ("packets", "Packets", c.offloaded_packets),
+    ] {
+        metric(
+            &format!("offloaded_{name}_total"),
+            "counter",
+            &format!("{cap} of offloaded flows by path (both directions), from their counters between looks (needs the flowtable's counter)"),
+            &[
+                ("{path=\"sw\"}".to_string(), v[0] as f64),
+                ("{path=\"hw\"}".to_string(), v[1] as f64),
+            ],
+        );
+    }
     histogram(&mut o, c);
     for (name, help, v) in [
         (

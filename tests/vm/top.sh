@@ -45,6 +45,14 @@ rows = sum(r["orig_bytes_per_s"] + r["reply_bytes_per_s"] for r in f["rows"])
 paths = f["slow"]["bytes_per_s"] + f["sw"]["bytes_per_s"] + f["hw"]["bytes_per_s"]
 assert abs(rows - paths) < 1e-6 * max(paths, 1), (rows, paths)' "$OUT/top-frame.json" "$T/iperf-top.json" "$t0" "$t1"
 judge top_text_has_totals_and_no_accounting_warning "$text" bash -c 'o=$(cat); grep -q "^software " <<<"$o" && grep -q "^sw   tcp 198.18.1.2:[0-9]* -> 198.18.2.2:5209" <<<"$o" && ! grep -q "accounting is off" <<<"$o"'
+# What the software path carried, from the growth of the flow's counters between looks:
+# most of what iperf3 sent (the first and last look bound it from below).
+sleep 3
+"$OFFLOADD" metrics >"$T/metrics-top.txt" 2>&1
+sent=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["end"]["sum_sent"]["bytes"]))' "$T/iperf-top.json" 2>/dev/null || echo 0)
+carried=$(awk '/^offloadd_offloaded_bytes_total\{path="sw"\}/ {printf "%d", $2}' "$T/metrics-top.txt")
+check metrics_count_bytes_the_software_path_carried "carried ${carried:-none} of $sent sent" \
+    test "${carried:-0}" -ge $((sent / 2)) -a "$sent" -gt 10000000
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 acct_after=$(in_router sysctl -n net.netfilter.nf_conntrack_acct)
 check accounting_set_while_running_and_restored "before $acct_before during $acct_during after $acct_after" \
