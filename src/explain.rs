@@ -39,6 +39,9 @@ pub enum Reason {
     Flushed,
     /// The route of one of its directions leaves by a device the flowtable does not hook.
     DeviceNotInFlowtable,
+    /// It was offloaded and left the flowtable with no event: idle past the flowtable's
+    /// timeout, or torn down for a route that changed (the tracker saw the move).
+    LeftFlowtable,
     /// Nothing offloadd knows explains it.
     Unknown,
 }
@@ -54,6 +57,14 @@ pub struct Why {
 }
 
 impl Why {
+    /// The tracker's hint for a flow it saw come back from the flowtable.
+    pub fn left_flowtable() -> Why {
+        Why {
+            reason: Reason::LeftFlowtable,
+            detail: String::new(),
+        }
+    }
+
     pub fn text(&self) -> String {
         let d = &self.detail;
         match self.reason {
@@ -63,6 +74,7 @@ impl Why {
             Reason::Excluded => format!("excluded by the exclusion at {d}"),
             Reason::MaybeExcluded => format!("the exclusion at {d} matches its addresses and ports; it also names devices, which conntrack does not record, so offloadd cannot tell whether it applies"),
             Reason::Observe => format!("offloadd only observes ({d}): the owner of that flowtable and its rules decide what is offloaded"),
+            Reason::LeftFlowtable => "it was offloaded and left the flowtable: idle past the flowtable timeout (nf_flowtable_tcp_timeout / _udp_timeout, [timeouts]), or torn down for a route change; its next packet offloads it again".into(),
             Reason::DeviceNotInFlowtable => format!("its traffic goes through {d}, which is not in the flowtable: add it to [offload] devices (UCI: its zone, or list device) if its flows should be offloaded"),
             Reason::Flushed => format!("the flowtable was flushed {d}: offloaded again at its next packet if the firewall still accepts it"),
             Reason::Unknown => "offloadd cannot tell: established both ways and not excluded; most often one of its devices is not in the flowtable (offloadd status lists them), or it was offloaded and sat idle past the flowtable timeout".into(),
@@ -184,6 +196,12 @@ impl Context {
                     format!("{:.1} s ago ({cause})", ago as f64 / 1000.0),
                 );
             }
+        }
+        if f.why
+            .as_ref()
+            .is_some_and(|w| w.reason == Reason::LeftFlowtable)
+        {
+            return Some(Why::left_flowtable());
         }
         why(Reason::Unknown, String::new())
     }

@@ -234,3 +234,19 @@ fn hooked_names_are_the_flowtable_devices_their_ports_and_l3_names() {
         ["br-lan", "lan1", "lan2", "wan", "pppoe-wan"]
     );
 }
+
+#[test]
+fn a_flow_the_tracker_saw_leave_the_flowtable_says_so_unless_a_flush_explains_it() {
+    let mut c = context("");
+    let mut back = flow();
+    back.why = Some(Why::left_flowtable());
+    assert_eq!(reason(&c, &back).0, Reason::LeftFlowtable);
+    c.last_flush = Some((99_000, "asked for with offloadd flush".into()));
+    assert_eq!(reason(&c, &back).0, Reason::Flushed);
+    back.tcp_state = Some(7);
+    assert_eq!(
+        reason(&c, &back).0,
+        Reason::TcpState,
+        "a closed connection left by its FIN"
+    );
+}

@@ -29,6 +29,7 @@ fn record(e: &Entry, kept: Option<FlowRecord>) -> FlowRecord {
         Some(k) if k.path == now.path => FlowRecord {
             on_path_ms: k.on_path_ms,
             to_offload_ms: k.to_offload_ms,
+            why: k.why,
             ..now
         },
         Some(k) => FlowRecord {

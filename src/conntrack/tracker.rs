@@ -339,7 +339,9 @@ impl FlowTracker {
                 on_path_ms: Some(as_ms(now).saturating_sub(f.since_ms)),
                 to_offload_ms: f.to_offload().map(ms),
                 counters: f.counters.as_deref().copied(),
-                why: None,
+                // Slow again after a move: it left the flowtable (the listing's `why`
+                // decides whether something else explains it better).
+                why: (f.path == Path::Slow && f.moved).then(crate::explain::Why::left_flowtable),
             })
             .collect();
         sort_flows(&mut out);

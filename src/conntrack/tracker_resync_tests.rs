@@ -170,3 +170,26 @@ fn what_offloaded_flows_carried_is_counted_by_path_between_looks() {
         ([330_000, 0], [330, 0])
     );
 }
+
+#[test]
+fn a_flow_back_from_the_flowtable_is_listed_as_having_left_it() {
+    let mut t = started();
+    t.event(&ev(EventKind::New, entry(9, ESTABLISHED)), ms(0));
+    assert_eq!(
+        t.flows(None, ms(1))[0].why,
+        None,
+        "never offloaded: no hint"
+    );
+    t.event(
+        &ev(EventKind::Update, entry(9, ESTABLISHED | IPS_OFFLOAD)),
+        ms(5),
+    );
+    // An offloaded-only dump that no longer has it: idle timeout, no event.
+    t.begin_resync(false);
+    t.end_resync(DumpFilter::Offloaded, ms(2000));
+    let f = &t.flows(None, ms(2001))[0];
+    assert_eq!(
+        (f.path, f.why.clone()),
+        (Path::Slow, Some(crate::explain::Why::left_flowtable()))
+    );
+}

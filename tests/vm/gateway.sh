@@ -65,6 +65,12 @@ IDLE_STATUS=$("$OFFLOADD" status 2>&1 | grep -A1 'last lookups')
 echo "idle timeout: offloadd moved the flow back to slow ${IDLE_LAG} ms (its own transition time) after conntrack was seen without the offload bit; ${IDLE_STATUS}" >>"$OUT/report-gateway.txt"
 judge idle_timeout_seen_by_lookups "before: ${IDLE_OFFLOADED}; lag ${IDLE_LAG} ms; ${IDLE_STATUS}" \
     bash -c "o=\$(cat); grep -q OFFLOAD <<<\"\$o\" && [ '$IDLE_LAG' != never ] && [ '${IDLE_LAG/never/99999}' -le 2500 ] && grep -q 'last lookups: ' <<<\"\$o\""
+# Why it is slow now: the tracker saw it leave the flowtable (within RECENT, 10 s).
+IDLE_WHY=$("$OFFLOADD" flows --json 2>&1)
+judge idle_flow_says_it_left_the_flowtable "$IDLE_WHY" python3 -c '
+import json, sys
+f = [f for f in json.load(sys.stdin) if f["orig"]["sport"] == 40200 and f["orig"]["dport"] == 7777]
+assert f and f[0]["path"] == "slow" and f[0].get("why", {}).get("reason") == "left_flowtable", f'
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router sysctl -qw "net.netfilter.nf_flowtable_udp_timeout=$UDP_FT_TIMEOUT"
 
