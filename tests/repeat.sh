@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole suite N times, each from a fresh clone of this repository's HEAD (a warm
 # tree hides missing install steps), and prints a table of failures per check and the
-# time of each run. Usage: sudo tests/repeat.sh [N]   (default 5; ~11 minutes a run)
+# time of each run. Usage: sudo tests/repeat.sh [N]   (default 5; ~36 minutes a run on 2 CPUs)
 set -uo pipefail
 N=${1:-5}
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -17,12 +17,16 @@ echo "== unit and netns tiers (cargo test)"
 cargo test --locked 2>&1 | tee "$log"
 cargo_rc=${PIPESTATUS[0]}
 
-echo "== scripts: sh -n and shellcheck"
+echo "== scripts: sh -n and shellcheck; cargo fmt --check"
 script_fail=0
 for f in tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh packaging/*.sh .ci/run; do
     bash -n "$f" || script_fail=$((script_fail + 1))
 done
 shellcheck -S error -s bash tests/*.sh tests/lab/*.sh tests/vm/*.sh tests/bench/*.sh packaging/*.sh .ci/run || script_fail=$((script_fail + 1))
+# Formatting is part of the tree: a commit that skipped rustfmt fails here, not in review.
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --check >/dev/null || { echo "cargo fmt --check: the tree is not formatted (run cargo fmt)"; script_fail=$((script_fail + 1)); }
+fi
 
 echo "== VM tier"
 tests/vm/run.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"
