@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::conntrack::{proto_name, Counters, FlowKey, FlowRecord, Path};
-use crate::report::{bytes, path_name};
+use crate::report::bytes;
 
 /// One flow's rates over the last interval, per direction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
