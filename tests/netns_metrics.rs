@@ -202,7 +202,8 @@ fn prometheus_scrapes_the_daemons_numbers_and_the_textfile_is_never_half_written
             .spawn()
             .expect("start prometheus"),
     );
-    let query = "offloadd_flows{job=\"offloadd\",path=\"slow\"}";
+    // Every path's series: one answer line each, `offloadd_flows{..., path="sw"} => N @[t]`.
+    let query = "offloadd_flows{job=\"offloadd\"}";
     let deadline = Instant::now() + Duration::from_secs(60);
     let said = loop {
         let out = ns.run(
@@ -210,21 +211,32 @@ fn prometheus_scrapes_the_daemons_numbers_and_the_textfile_is_never_half_written
             &["query", "instant", "http://127.0.0.1:9090", query],
         );
         let said = String::from_utf8_lossy(&out.stdout).into_owned();
-        if said.contains("=>") || Instant::now() > deadline {
+        if said.matches("=>").count() >= 3 || Instant::now() > deadline {
             break said;
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let scraped: Option<u64> = said
-        .split("=>")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok());
-    let now = d.status(BIN)["conntrack"]["slow"].as_u64();
+    let scraped = |path: &str| -> Option<u64> {
+        let line = said
+            .lines()
+            .find(|l| l.contains(&format!("path=\"{path}\"")))?;
+        line.split("=>")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let st = d.status(BIN);
+    let now = |path: &str| st["conntrack"][path].as_u64();
+    let got: Vec<_> = ["slow", "sw", "hw"]
+        .iter()
+        .map(|p| (scraped(p), now(p)))
+        .collect();
     assert_eq!(
-        (scraped, now),
-        (Some(slow), Some(slow)),
-        "Prometheus answered {said:?} for {query}; status said {slow} before and {now:?} after"
+        got,
+        [(Some(slow), Some(slow)), (Some(0), Some(0)), (Some(0), Some(0))],
+        "Prometheus answered {said:?} for {query} (scraped, status now) per path; status said {slow} slow before"
     );
 
     // A daemon that stops leaves the textfile saying so.
