@@ -87,6 +87,10 @@ pub struct FlowTracker {
     untracked: u64,
     /// During a full dump: the slow flows it showed that are not kept.
     tally: Option<u64>,
+    /// Events during the running full dump about flows not kept: the dump may have
+    /// counted such a flow already, and nothing tells which, so its recount may be one
+    /// off per event; another full dump settles it (`take_raced`).
+    raced: u64,
     /// No full dump has ended yet: two-way slow flows it shows are kept (our table may
     /// just have been built, and they are about to be offloaded without an event).
     initial: bool,
@@ -120,6 +124,7 @@ impl FlowTracker {
             touched: HashSet::new(),
             untracked: 0,
             tally: None,
+            raced: 0,
             initial: true,
         }
     }
@@ -137,6 +142,9 @@ impl FlowTracker {
         self.stats.events += 1;
         if self.resyncing {
             self.touched.insert(ev.entry.key);
+            if self.tally.is_some() && !self.flows.contains_key(&ev.entry.key) {
+                self.raced += 1;
+            }
         }
         match ev.kind {
             EventKind::Destroy => {

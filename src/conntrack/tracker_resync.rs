@@ -21,6 +21,13 @@ impl FlowTracker {
         self.resyncing = true;
         self.touched.clear();
         self.tally = full.then_some(0);
+        self.raced = 0;
+    }
+
+    /// How many events of the last full dump were about flows it did not keep (each may
+    /// leave its recount one off); the watcher then asks for another full dump soon.
+    pub fn take_raced(&mut self) -> u64 {
+        std::mem::take(&mut self.raced)
     }
 
     /// Records an entry of the running resync's dump.

@@ -193,3 +193,28 @@ fn a_flow_back_from_the_flowtable_is_listed_as_having_left_it() {
         (Path::Slow, Some(crate::explain::Why::left_flowtable()))
     );
 }
+
+#[test]
+fn an_event_racing_a_full_recount_asks_for_another() {
+    let mut t = started();
+    for p in 0..3 {
+        t.event(&ev(EventKind::New, entry(p, ONE_WAY)), ms(0));
+    }
+    t.forget_old(RECENT + ms(1));
+    // The recount shows flow 0, then flow 0 is destroyed: its tally still has it.
+    t.begin_resync(true);
+    for p in 0..3 {
+        t.dumped(&entry(p, ONE_WAY), RECENT + ms(2));
+    }
+    t.event(&ev(EventKind::Destroy, entry(0, ONE_WAY)), RECENT + ms(3));
+    t.end_resync(DumpFilter::All, RECENT + ms(4));
+    assert_eq!(t.take_raced(), 1, "the watcher recounts again");
+    assert_eq!(counts(&t).0, 3, "one off until then");
+    // The next recount, without events, is exact and asks for nothing.
+    t.begin_resync(true);
+    for p in 1..3 {
+        t.dumped(&entry(p, ONE_WAY), RECENT + ms(5));
+    }
+    t.end_resync(DumpFilter::All, RECENT + ms(6));
+    assert_eq!((t.take_raced(), counts(&t).0), (0, 2));
+}
