@@ -1,23 +1,14 @@
 use super::*;
 use crate::conntrack::{Tuple, IPS_OFFLOAD, UDP};
 
-fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-    Tuple {
-        src: src.parse().unwrap(),
-        dst: dst.parse().unwrap(),
-        sport,
-        dport,
-    }
-}
-
 /// A forwarded, masqueraded TCP flow: LAN host 192.168.1.10 to 198.18.2.2, replies to
 /// the router's WAN address 198.18.0.1.
 fn flow() -> FlowRecord {
     FlowRecord {
         proto: TCP,
         zone: 0,
-        orig: tuple("192.168.1.10", 40000, "198.18.2.2", 443),
-        reply: tuple("198.18.2.2", 443, "198.18.0.1", 40000),
+        orig: Tuple::of("192.168.1.10", 40000, "198.18.2.2", 443),
+        reply: Tuple::of("198.18.2.2", 443, "198.18.0.1", 40000),
         mark: 0,
         tcp_state: Some(ESTABLISHED),
         status: IPS_SEEN_REPLY | 0x8,
@@ -63,8 +54,8 @@ fn the_routers_own_traffic_is_told_apart_from_port_forwards_and_masquerade() {
     let c = context("");
     // A speed test to the router's LAN address.
     let mut to = flow();
-    to.orig = tuple("192.168.1.10", 40000, "192.168.1.1", 5201);
-    to.reply = tuple("192.168.1.1", 5201, "192.168.1.10", 40000);
+    to.orig = Tuple::of("192.168.1.10", 40000, "192.168.1.1", 5201);
+    to.reply = Tuple::of("192.168.1.1", 5201, "192.168.1.10", 40000);
     let (r, text) = reason(&c, &to);
     assert_eq!(r, Reason::RouterLocal);
     assert!(
@@ -73,20 +64,20 @@ fn the_routers_own_traffic_is_told_apart_from_port_forwards_and_masquerade() {
     );
     // The router's own download (its replies come back to it).
     let mut from = flow();
-    from.orig = tuple("198.18.0.1", 50000, "198.18.2.2", 443);
-    from.reply = tuple("198.18.2.2", 443, "198.18.0.1", 50000);
+    from.orig = Tuple::of("198.18.0.1", 50000, "198.18.2.2", 443);
+    from.reply = Tuple::of("198.18.2.2", 443, "198.18.0.1", 50000);
     assert_eq!(reason(&c, &from).0, Reason::RouterLocal);
     // A port forward: to the WAN address, answered by a LAN host. Forwarded.
     let mut dnat = flow();
-    dnat.orig = tuple("198.18.2.2", 50000, "198.18.0.1", 8080);
-    dnat.reply = tuple("192.168.1.10", 80, "198.18.2.2", 50000);
+    dnat.orig = Tuple::of("198.18.2.2", 50000, "198.18.0.1", 8080);
+    dnat.reply = Tuple::of("192.168.1.10", 80, "198.18.2.2", 50000);
     assert_eq!(reason(&c, &dnat).0, Reason::Unknown);
     // Masquerade: replies to a local address, opened by a LAN host. Forwarded.
     assert_eq!(reason(&c, &flow()).0, Reason::Unknown);
     // IPv6 loopback-free local address.
     let mut v6 = flow();
-    v6.orig = tuple("fd00::2", 1000, "fd00::1", 22);
-    v6.reply = tuple("fd00::1", 22, "fd00::2", 1000);
+    v6.orig = Tuple::of("fd00::2", 1000, "fd00::1", 22);
+    v6.reply = Tuple::of("fd00::1", 22, "fd00::2", 1000);
     assert_eq!(reason(&c, &v6).0, Reason::RouterLocal);
 }
 
@@ -155,8 +146,8 @@ fn the_wire_carries_the_reason_and_its_detail_only() {
         r#"{"reason":"no_reply"}"#
     );
     let mut to = flow();
-    to.orig = tuple("192.168.1.10", 40000, "192.168.1.1", 5201);
-    to.reply = tuple("192.168.1.1", 5201, "192.168.1.10", 40000);
+    to.orig = Tuple::of("192.168.1.10", 40000, "192.168.1.1", 5201);
+    to.reply = Tuple::of("192.168.1.1", 5201, "192.168.1.10", 40000);
     assert_eq!(
         serde_json::to_string(&c.why(&to)).unwrap(),
         r#"{"reason":"router_local","detail":"192.168.1.1"}"#

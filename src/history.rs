@@ -105,15 +105,6 @@ mod tests {
     use super::*;
     use crate::conntrack::{FlowKey, Path, TCP};
 
-    fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            sport,
-            dport,
-        }
-    }
-
     fn record(orig: Tuple, reply: Tuple) -> FlowRecord {
         FlowRecord {
             proto: TCP,
@@ -166,8 +157,8 @@ mod tests {
     #[test]
     fn a_nat_flow_is_found_by_either_side_and_its_own_history_only() {
         // A LAN host behind masquerade: inside 192.168.1.10, outside 198.18.0.1.
-        let orig = tuple("192.168.1.10", 40000, "198.18.2.2", 5201);
-        let f = record(orig, tuple("198.18.2.2", 5201, "198.18.0.1", 61000));
+        let orig = Tuple::of("192.168.1.10", 40000, "198.18.2.2", 5201);
+        let f = record(orig, Tuple::of("198.18.2.2", 5201, "198.18.0.1", 61000));
         for (s, hit) in [
             ("192.168.1.10", true),
             ("198.18.0.1:61000", true),
@@ -180,7 +171,7 @@ mod tests {
         let mut h = History::default();
         h.push(transition(orig, 1, Path::Slow, Path::Sw));
         h.push(transition(
-            tuple("192.168.1.10", 40001, "198.18.2.2", 5201),
+            Tuple::of("192.168.1.10", 40001, "198.18.2.2", 5201),
             2,
             Path::Slow,
             Path::Sw,
@@ -195,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_last_ones() {
-        let orig = tuple("192.168.1.10", 40000, "198.18.2.2", 5201);
+        let orig = Tuple::of("192.168.1.10", 40000, "198.18.2.2", 5201);
         let mut h = History::default();
         for at in 0..(KEEP as u64 + 10) {
             h.push(transition(orig, at, Path::Slow, Path::Sw));

@@ -144,19 +144,10 @@ mod tests {
     use super::*;
     use crate::conntrack::{FlowKey, Path, Tuple, TCP};
 
-    fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            sport,
-            dport,
-        }
-    }
-
     #[test]
     fn a_flow_offloaded_then_back_shows_its_moves_and_reason() {
-        let orig = tuple("198.18.1.2", 43210, "198.18.2.2", 5201);
-        let reply = tuple("198.18.2.2", 5201, "198.18.1.2", 43210);
+        let orig = Tuple::of("198.18.1.2", 43210, "198.18.2.2", 5201);
+        let reply = Tuple::of("198.18.2.2", 5201, "198.18.1.2", 43210);
         let key = FlowKey {
             proto: TCP,
             zone: 0,
@@ -173,7 +164,7 @@ mod tests {
         let mut h = History::default();
         h.push(t(3_600_000 + 41, Path::Slow, Path::Sw, Some(41.0)));
         h.push(t(3_612_000, Path::Sw, Path::Slow, None));
-        let gone = tuple("198.18.1.2", 43211, "198.18.2.2", 5201);
+        let gone = Tuple::of("198.18.1.2", 43211, "198.18.2.2", 5201);
         h.push(Transition {
             key: FlowKey {
                 proto: TCP,

@@ -89,6 +89,19 @@ pub struct Tuple {
     pub dport: u16,
 }
 
+#[cfg(test)]
+impl Tuple {
+    /// A tuple from text, for tests: `Tuple::of("198.18.1.2", 40000, "198.18.2.2", 5201)`.
+    pub(crate) fn of(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+        }
+    }
+}
+
 impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

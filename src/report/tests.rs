@@ -1,25 +1,13 @@
-use std::net::IpAddr;
-
 use super::*;
 use crate::conntrack::{Counters, FlowKey, Transitions, TCP, UDP};
 use crate::status::{Device, DeviceState, Hardware, LastApply, Refusal};
-
-fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-    Tuple {
-        src,
-        dst,
-        sport,
-        dport,
-    }
-}
 
 fn flow() -> FlowRecord {
     FlowRecord {
         proto: TCP,
         zone: 0,
-        orig: tuple("198.18.1.2", 43210, "198.18.2.2", 5201),
-        reply: tuple("198.18.2.2", 5201, "198.18.1.2", 43210),
+        orig: Tuple::of("198.18.1.2", 43210, "198.18.2.2", 5201),
+        reply: Tuple::of("198.18.2.2", 5201, "198.18.1.2", 43210),
         mark: 0,
         tcp_state: Some(3),
         status: 0xe | crate::conntrack::IPS_OFFLOAD,
@@ -68,8 +56,8 @@ fn flow_line_shows_nat_zone_mark_and_v6() {
     let mut f = flow();
     f.proto = UDP;
     f.tcp_state = None;
-    f.orig = tuple("fd00:1::2", 5000, "fd00:2::2", 7777);
-    f.reply = tuple("fd00:2::2", 7777, "fd00:2::1", 5000);
+    f.orig = Tuple::of("fd00:1::2", 5000, "fd00:2::2", 7777);
+    f.reply = Tuple::of("fd00:2::2", 7777, "fd00:2::1", 5000);
     f.zone = 7;
     f.mark = 42;
     f.on_path_ms = None;
