@@ -7,8 +7,10 @@ set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . tests/lab/env.sh
+t_start=$(date +%s)
 tests/setup.sh || exit 2
 log=$(mktemp /tmp/offloadd-tests.XXXXXX)
+since() { echo "$(($(date +%s) - $1)) s"; }
 
 echo "== build"
 cargo build --release --locked 2>&1 | tail -2 || exit 2
@@ -28,10 +30,12 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --check >/dev/null || { echo "cargo fmt --check: the tree is not formatted (run cargo fmt)"; script_fail=$((script_fail + 1)); }
 fi
 
+t_vm=$(date +%s)
 echo "== VM tier"
 tests/vm/run.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"
 vm_rc=${PIPESTATUS[0]}
 
+t_cross=$(date +%s)
 echo "== cross tier (aarch64, armv7, s390x under qemu-user)"
 tests/cross.sh 2>&1 | tee -a "$log"
 cross_rc=${PIPESTATUS[0]}
@@ -42,5 +46,6 @@ failed=$((failed + script_fail))
 [ "$cargo_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 [ "$vm_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 [ "$cross_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+echo "times: setup, build and cargo tiers $((t_vm - t_start)) s; VM $((t_cross - t_vm)) s; cross $(since "$t_cross"); all $(since "$t_start")"
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -12,6 +12,10 @@ exec >"$OUT/guest.log" 2>&1
 T=$(mktemp -d)
 
 ok() { echo "ok $1" >>"$OUT/results"; echo "ok $1"; }
+# mark NAME: the guest's time so far, into $OUT/sections (run.sh prints it, so a run that
+# outgrows its time budget says which part grew).
+mark() { echo "$(($(date +%s) - GUEST_T0)) s: $1" >>"$OUT/sections"; }
+GUEST_T0=$(date +%s)
 fail() { echo "not ok $1: $2" >>"$OUT/results"; echo "not ok $1: $2"; }
 check() { # check NAME DETAIL CMD...
     local name=$1 detail=$2; shift 2
@@ -56,7 +60,7 @@ export -f flows in_router on_path left_offloaded
 export R OFFLOADD OFFLOADD_SOCKET
 offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
 # role_is manage|observe: the running daemon's role.
-role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1"; }
+role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1" 2>/dev/null; }
 export -f role_is
 
 conf() { # conf FILE HARDWARE [extra lines]
@@ -292,6 +296,7 @@ check hw_require_names_devices "$(tail -1 "$OUT/offloadd-require.log")" grep -q 
 check hw_require_changes_nothing "$(ruleset_diff "$T/before-req.nft" "$T/after-req.nft")" cmp -s "$T/before-req.nft" "$T/after-req.nft"
 
 # --- Devices that come and go (link watcher, incremental hooks).
+mark links
 . "$REPO/tests/vm/links.sh"
 
 # --- Another table (a stand-in for fw4's inet fw4) is byte-identical around a full run.
@@ -308,34 +313,45 @@ in_router nft list table inet fw4 >"$T/fw4-after.nft"
 check other_table_untouched "inet fw4 changed" cmp -s "$T/fw4-before.nft" "$T/fw4-after.nft"
 
 # --- Faults: kill -9 and restart, concurrent nft -f.
+mark faults
 . "$REPO/tests/vm/faults.sh"
 
 # --- Firewall changes reach offloaded flows (flush).
+mark policy
 . "$REPO/tests/vm/policy.sh"
 
 # --- `offloadd flush` (HA: a new VRRP master), and why slow flows are not offloaded.
+mark ha
 . "$REPO/tests/vm/ha.sh"
+mark why
 . "$REPO/tests/vm/why.sh"
+mark top
 . "$REPO/tests/vm/top.sh"
 
 # --- Busy firewalls (set-element churn, a reload that deletes a device) and a big config.
+mark busy
 . "$REPO/tests/vm/busy.sh"
 
 # --- Soak: device cycles and flow churn, three rounds.
+mark soak
 . "$REPO/tests/vm/soak.sh"
 
 # --- OpenWrt source and fw4 coexistence.
+mark fw4
 . "$REPO/tests/vm/fw4.sh"
 
 # --- A Linux gateway: kernel features, no devices, real firewalld (a fresh lab).
 lab_up || fail lab_up_gateway "could not build the lab"
 start_servers 7777 5353
+mark gateway
 . "$REPO/tests/vm/gateway.sh"
 fi
 
 # --- An OpenWrt-shaped router: DSA-shaped ports, PPPoE, NAT, IPv6, VLAN, WireGuard.
 lab_down
+mark openwrt
 . "$REPO/tests/vm/openwrt.sh"
 
 lab_down
+mark end
 echo complete >"$OUT/done"

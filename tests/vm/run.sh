@@ -11,16 +11,26 @@ kernel=$("$repo/tests/vm/kernel.sh")
 out=$(mktemp -d /tmp/offloadd-vm.XXXXXX)
 chmod 777 "$out"
 echo "vm: booting $(basename "$kernel") under TCG (about a minute) ..."
-# softlockup_panic + timeout: a guest that locks up fails fast instead of hanging CI.
-timeout 1500 vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$out" --run "$kernel" \
+# softlockup_panic + timeout: a guest that locks up fails instead of hanging CI. The whole
+# "all" run takes about 27 minutes on 2 CPUs; the budget leaves room for a slower machine.
+budget=${VM_BUDGET_S:-2700}
+t0=$(date +%s)
+timeout "$budget" vng --verbose --disable-kvm --cpus 2 --memory 1G --rwdir "$out" --run "$kernel" \
     --append softlockup_panic=1 --exec "$repo/tests/vm/guest.sh $out $bin ${VM_ONLY:-all}" >"$out/vng.log" 2>&1 || true
 if [ -f "$out/results" ]; then cat "$out/results"; fi
 pass=$(grep -c '^ok ' "$out/results" 2>/dev/null || true)
 failed=$(grep -c '^not ok ' "$out/results" 2>/dev/null || true)
+secs=$(($(date +%s) - t0))
 if [ ! -f "$out/done" ]; then
-    echo "vm: the guest did not finish; last lines of its log:"
+    # A "not ok" line, so tests/repeat.sh counts it like any failed check.
+    if [ "$secs" -ge "$budget" ]; then
+        echo "not ok vm_guest_finished: the guest ran out of its ${budget} s budget (VM_BUDGET_S)"
+    else
+        echo "not ok vm_guest_finished: the guest stopped after ${secs} s; last lines of its log:"
+    fi
     tail -20 "$out/guest.log" 2>/dev/null || tail -20 "$out/vng.log"
     failed=$((failed + 1))
 fi
-echo "vm: $pass passed, $failed failed (logs in $out)"
+[ -f "$out/sections" ] && { echo "vm: time at the start of each part:"; sed 's/^/  /' "$out/sections"; }
+echo "vm: $pass passed, $failed failed in $((secs / 60)) min $((secs % 60)) s (logs in $out)"
 [ "$failed" -eq 0 ] && [ "$pass" -gt 0 ]
