@@ -10,6 +10,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (sudo $0)" >&2; exit 2; }
 . tests/lab/env.sh
+vm_sees "$REPO" || exit 2
 tests/setup.sh
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib 2>&1 | grep -v "Running pip as the 'root' user" || true
 cargo build --release --quiet --bin offloadd --example ct_bench --example apply_bench

@@ -13,6 +13,7 @@ bin=$repo/target/release/offloadd
 if kernel_has_flowtables; then
     "$repo/tests/lab/scenario.sh" "$bin"
 else
+    vm_sees "$repo" || exit 2
     kernel=$("$repo/tests/vm/kernel.sh")
     echo "lab: this kernel ($(uname -r)) lacks flowtables, so nothing could be offloaded here."
     echo "lab: running the same lab inside $(basename "$kernel") under virtme-ng (about a minute) ..."

@@ -5,7 +5,7 @@
 # The record is kept per commit in /var/tmp/offloadd-repeat-COMMIT: run again on the same
 # commit (after a reboot, say) and it goes on from the runs already recorded there until
 # there are N, so five runs of 40 minutes need not fit in one sitting. A failed run stays
-# in the record.
+# in the record. The clones live under /tmp: the VM cannot see /var/tmp (env.sh vm_sees).
 set -uo pipefail
 N=${1:-5}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,8 +16,7 @@ touch "$out/runs.txt" "$out/failures.txt"
 done_runs=$(grep -c '^run ' "$out/runs.txt")
 echo "repeat: $N runs of $head ($done_runs recorded already); logs in $out"
 for i in $(seq $((done_runs + 1)) "$N"); do
-    clone=$out/clone-$i
-    rm -rf "$clone"
+    clone=$(mktemp -d /tmp/offloadd-repeat-clone.XXXXXX)/offloadd
     git clone -q "$repo" "$clone"
     git -C "$clone" checkout -q "$head"
     t0=$(date +%s)
@@ -31,7 +30,7 @@ for i in $(seq $((done_runs + 1)) "$N"); do
       grep -E '^test .* \.\.\. FAILED$' "$out/run-$i.log" | awk '{print $2}'
       [ "$rc" -ne 0 ] && ! grep -qE '^(not ok |test .* FAILED)' "$out/run-$i.log" && echo "(run failed without a failed check: see run-$i.log)"
     } | sed "s/^/$i /" >>"$out/failures.txt"
-    rm -rf "$clone"
+    rm -rf "$(dirname "$clone")"
 done
 echo
 echo "runs of $head:"

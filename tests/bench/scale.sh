@@ -13,6 +13,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO"
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (sudo $0)" >&2; exit 2; }
 . tests/lab/env.sh
+vm_sees "$REPO" || exit 2
 tests/setup.sh >/dev/null
 cargo build --release --quiet --bin offloadd
 OUT=$(mktemp -d /tmp/offloadd-scale.XXXXXX)

@@ -17,3 +17,15 @@ kernel_has_flowtables() {
     ip netns del "$ns"
     return $rc
 }
+
+# vm_sees PATH: the VM (virtme-ng) sees the host's files except under the directories its
+# init mounts an empty tmpfs over: a repository there is "not found" in the guest, which
+# then powers off at once ("error changing directory" in its console log).
+vm_sees() {
+    case "$(realpath "$1")/" in
+    /var/tmp/* | /var/log/* | /var/cache/* | /var/spool/rsyslog/* | /var/lib/portables/* | /var/lib/machines/* | /var/lib/private/*)
+        echo "$0: $1 is under a directory the VM mounts an empty tmpfs over (/var/tmp, /var/log, /var/cache...), so the guest cannot see it: clone the repository elsewhere (your home, /srv, /tmp) and run it from there" >&2
+        return 1
+        ;;
+    esac
+}

@@ -5,6 +5,8 @@
 # VM_ONLY=openwrt, policy, gateway, big or ha runs that part alone (for work on it; CI runs everything).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+. "$repo/tests/lab/env.sh"
+vm_sees "$repo" || exit 2
 bin=${1:-$repo/target/release/offloadd}
 [ -x "$bin" ] || { echo "vm: $bin is not built (cargo build --release)" >&2; exit 2; }
 kernel=$("$repo/tests/vm/kernel.sh")
@@ -28,6 +30,8 @@ if [ ! -f "$out/done" ]; then
     else
         echo "not ok vm_guest_finished: the guest stopped after ${secs} s; last lines of its log:"
     fi
+    grep -q 'error changing directory' "$out/vng.log" 2>/dev/null &&
+        echo "vm: the guest could not enter $repo: the VM does not see that directory (see vm_sees in tests/lab/env.sh)"
     tail -20 "$out/guest.log" 2>/dev/null || tail -20 "$out/vng.log"
     failed=$((failed + 1))
 fi
