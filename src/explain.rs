@@ -19,6 +19,9 @@ use crate::report::tcp_state_name;
 const ESTABLISHED: u8 = 3;
 /// A flush this recent explains a slow flow that is otherwise fit to offload.
 const FLUSH_RECENT_MS: u64 = 10_000;
+/// Time on a path and the flush's time come from two clocks (the tracker's monotonic
+/// one, the daemon's wall clock): this much apart still counts as "since the flush".
+const FLUSH_CLOCK_SLACK_MS: u64 = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -190,7 +193,13 @@ impl Context {
         }
         if let Some((at, cause)) = &self.last_flush {
             let ago = self.now_unix_ms.saturating_sub(*at);
-            if ago <= FLUSH_RECENT_MS {
+            // Only a flow the flush took out of the flowtable: one offloaded before and
+            // on the slow path since the flush (or not seen back yet). A flow first seen
+            // after it, or slow since before it, has another reason.
+            let flushed_out = f.to_offload_ms.is_some()
+                && f.on_path_ms
+                    .is_none_or(|on_slow| on_slow <= ago + FLUSH_CLOCK_SLACK_MS);
+            if ago <= FLUSH_RECENT_MS && flushed_out {
                 return why(
                     Reason::Flushed,
                     format!("{:.1} s ago ({cause})", ago as f64 / 1000.0),

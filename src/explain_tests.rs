@@ -155,10 +155,33 @@ fn the_wire_carries_the_reason_and_its_detail_only() {
 }
 
 #[test]
+fn a_flush_explains_only_the_flows_it_took_out_of_the_flowtable() {
+    let mut c = context("");
+    c.last_flush = Some((95_000, "offloadd flush".into()));
+    let mut out = flow();
+    out.to_offload_ms = Some(12.0);
+    // Offloaded, then slow for the 4 s since the flush 5 s ago; or not seen back yet.
+    for on_slow in [Some(4000), None] {
+        out.on_path_ms = on_slow;
+        assert_eq!(reason(&c, &out).0, Reason::Flushed, "{on_slow:?}");
+    }
+    // Slow since before the flush: it left the flowtable for another reason.
+    out.on_path_ms = Some(8000);
+    assert_eq!(reason(&c, &out).0, Reason::Unknown);
+    // Never offloaded (first seen 2.5 s ago, after the flush, as the VM tier's dmz
+    // flow once was): the flush says nothing about it.
+    let mut new = flow();
+    new.on_path_ms = Some(2515);
+    assert_eq!(reason(&c, &new).0, Reason::Unknown);
+}
+
+#[test]
 fn observe_mode_and_a_recent_flush_explain_fit_flows() {
     let mut c = context("");
     c.last_flush = Some((95_000, "firewall change: inet fw4".into()));
-    let (r, text) = reason(&c, &flow());
+    let mut flushed = flow();
+    flushed.to_offload_ms = Some(3.0);
+    let (r, text) = reason(&c, &flushed);
     assert_eq!(r, Reason::Flushed);
     assert!(
         text.contains("flushed 5.0 s ago (firewall change: inet fw4)"),
@@ -166,7 +189,7 @@ fn observe_mode_and_a_recent_flush_explain_fit_flows() {
     );
     c.now_unix_ms = 200_000;
     assert_eq!(
-        reason(&c, &flow()).0,
+        reason(&c, &flushed).0,
         Reason::Unknown,
         "an old flush explains nothing"
     );
@@ -231,6 +254,7 @@ fn a_flow_the_tracker_saw_leave_the_flowtable_says_so_unless_a_flush_explains_it
     let mut c = context("");
     let mut back = flow();
     back.why = Some(Why::left_flowtable());
+    back.to_offload_ms = Some(3.0);
     assert_eq!(reason(&c, &back).0, Reason::LeftFlowtable);
     c.last_flush = Some((99_000, "asked for with offloadd flush".into()));
     assert_eq!(reason(&c, &back).0, Reason::Flushed);
