@@ -38,6 +38,9 @@ use super::{
 /// tokio's broadcast channel allocates and initialises every slot up front: 4096 slots
 /// were 0.6 MiB resident at idle. 512 still covers seconds of `--watch` output.
 const WATCH_BACKLOG: usize = 512;
+/// Event datagrams read in one turn of the watcher's loop (a datagram holds one event
+/// or a few): about a millisecond of work on a gateway's core.
+const DRAIN_BUDGET: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct WatcherOptions {
@@ -108,6 +111,7 @@ pub fn spawn(opts: WatcherOptions) -> Result<WatcherHandle, CtError> {
         last_filtered: None,
         overrun_at: None,
         rechecks: Rechecks::default(),
+        overrun_pending: false,
     };
     tokio::spawn(actor.run(rx));
     Ok(WatcherHandle { tx, transitions })
@@ -160,6 +164,8 @@ struct Actor {
     overrun_at: Option<Instant>,
     /// How the lookups of long-offloaded flows are spread over resyncs.
     rechecks: Rechecks,
+    /// Events were lost and the queue is not read empty yet: the full dump follows then.
+    overrun_pending: bool,
 }
 
 async fn next_dump_msg(dump: &mut Option<Dump>) -> Option<DumpMsg> {
@@ -186,29 +192,35 @@ impl Actor {
                     };
                     // The kernel reports ENOBUFS once, then drops silently until the
                     // queue has been read empty: drain first, dump after, so a drop
-                    // during the dump is reported again.
-                    let mut overrun = false;
+                    // during the dump is reported again. A drain reads at most
+                    // DRAIN_BUDGET datagrams a turn; the rest waits for the next turn of
+                    // the loop, after any control request or dump chunk that is waiting.
+                    let mut drained = false;
                     loop {
                         let now = self.epoch.elapsed();
                         let tracker = &mut self.tracker;
                         let transitions = &self.transitions;
-                        match guard.get_inner_mut().drain_events(|ev| {
+                        match guard.get_inner_mut().drain_events(DRAIN_BUDGET, |ev| {
                             if let Some(t) = tracker.event(&ev, now) {
                                 let _ = transitions.send(t);
                             }
                         }) {
                             Ok(d) => {
                                 self.tracker.note_malformed(d.malformed);
-                                if !d.overrun {
-                                    guard.clear_ready();
-                                    break;
+                                if d.overrun {
+                                    self.overrun_pending = true;
+                                    continue;
                                 }
-                                overrun = true;
+                                if !d.more {
+                                    guard.clear_ready();
+                                    drained = true;
+                                }
+                                break;
                             }
                             Err(e) => { warn!("{e}"); break; }
                         }
                     }
-                    if overrun {
+                    if drained && std::mem::take(&mut self.overrun_pending) {
                         self.tracker.note_overrun();
                         self.tracker.set_approximate(true);
                         self.overrun_at = Some(Instant::now());
