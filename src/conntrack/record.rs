@@ -112,6 +112,11 @@ pub struct Stats {
     pub last_lookup_flows: u64,
     #[serde(default)]
     pub last_lookup_ms: Option<f64>,
+    /// How often a flow offloaded for longer than `RECENT` is looked up: every resync,
+    /// or spread over several when looking them all up would cost more than 0.5 % of
+    /// the time (`schedule::lookup_stride`). 0 until known.
+    #[serde(default)]
+    pub recheck_every_ms: u64,
     /// Events were lost and the full resync that settles the counts has not run yet:
     /// counts are approximate until it has.
     #[serde(default)]

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::tracker::{LookupPlan, Spread};
 use super::DumpFilter;
 
 /// The longest time between full dumps, and between offloaded-only dumps.
@@ -17,6 +18,87 @@ const MIN_FULL_GAP: Duration = Duration::from_secs(5);
 /// Without the kernel's status filter every resync walks the whole table: space them so
 /// dumping takes at most this share of the time.
 const MAX_DUMP_SHARE: u32 = 50; // 1/50 = 2 %
+/// Lookups of flows offloaded for longer than `RECENT` take at most this share of the
+/// time (1/200 = 0.5 %); beyond it they are spread over several resyncs...
+const LOOKUP_SHARE: u32 = 200;
+/// ...but each is looked up at least once every this many (5 minutes at 2 s; the
+/// offloaded-only dump finds a flow that left the flowtable too, on its own spacing).
+pub const MAX_STRIDE: u32 = 150;
+/// A lookup round this small says little about the cost of one lookup (the round's own
+/// overhead dominates): the last estimate stands.
+const MIN_SAMPLE: usize = 64;
+
+/// What one lookup costs (seconds), from a round of `asked` lookups that took `took`;
+/// `last` when the round was too small to say.
+pub(super) fn lookup_cost(last: Option<f64>, asked: usize, took: Duration) -> Option<f64> {
+    if asked < MIN_SAMPLE {
+        return last;
+    }
+    Some(took.as_secs_f64() / asked as f64)
+}
+
+/// Over how many resyncs (one every `interval`) the lookups of the `spread_over`
+/// long-offloaded flows are spread, one lookup costing `cost` seconds. The report's
+/// cost follows the offloaded flows until their lookups would take `1/LOOKUP_SHARE` of
+/// the time; past that each flow is looked up more rarely (status says how often), so
+/// the cost stays flat as the gateway grows.
+pub(super) fn lookup_stride(cost: Option<f64>, spread_over: usize, interval: Duration) -> u32 {
+    let Some(cost) = cost else { return 1 };
+    let budget = interval.as_secs_f64() / f64::from(LOOKUP_SHARE);
+    let wanted = (spread_over as f64 * cost / budget).ceil();
+    // `as` saturates (and maps NaN to 0): the clamp does the rest.
+    (wanted as u32).clamp(1, MAX_STRIDE)
+}
+
+/// The watcher's lookup rounds: which phase of the spread is next, and the stride
+/// from what lookups cost.
+#[derive(Debug)]
+pub(super) struct Rechecks {
+    cost: Option<f64>,
+    stride: u32,
+    phase: u32,
+    spread_over: usize,
+}
+
+impl Default for Rechecks {
+    fn default() -> Self {
+        Rechecks {
+            cost: None,
+            stride: 1,
+            phase: 0,
+            spread_over: 0,
+        }
+    }
+}
+
+impl Rechecks {
+    /// The spread of the round about to start (each round turns the phase).
+    pub fn next(&mut self) -> Spread {
+        let spread = Spread {
+            stride: self.stride,
+            phase: self.phase % self.stride,
+        };
+        self.phase = self.phase.wrapping_add(1);
+        spread
+    }
+
+    /// After the round was planned: how many long-offloaded flows it spreads over.
+    pub fn planned(&mut self, plan: &LookupPlan) {
+        self.spread_over = plan.spread_over;
+    }
+
+    /// After the round: what `asked` lookups took sets the next stride.
+    pub fn done(&mut self, asked: usize, took: Duration, interval: Duration) {
+        self.cost = lookup_cost(self.cost, asked, took);
+        self.stride = lookup_stride(self.cost, self.spread_over, interval);
+    }
+
+    /// How often a long-offloaded flow is looked up now.
+    pub fn every(&self, interval: Duration) -> Duration {
+        interval * self.stride
+    }
+}
+
 /// What the next resync is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Next {

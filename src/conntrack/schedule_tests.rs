@@ -103,3 +103,33 @@ fn the_next_resync_after_an_overrun_waits_for_its_gap_without_spinning() {
         Next::Wait
     );
 }
+
+#[test]
+fn lookups_of_long_offloaded_flows_spread_once_they_would_cost_more_than_half_a_percent() {
+    let two = Duration::from_secs(2);
+    let us = Duration::from_micros;
+    // 1,000 lookups at 5 µs each (a gateway's x86 core): 5 ms of every 2 s, 0.25 %.
+    let x86 = lookup_cost(None, 1000, us(5000));
+    assert_eq!(x86, Some(5e-6));
+    assert_eq!(lookup_stride(x86, 1000, two), 1);
+    // Ten times the flows: 2.5 %, spread over 5 resyncs (each flow every 10 s) = 0.5 %.
+    assert_eq!(lookup_stride(x86, 10_000, two), 5);
+    // A router core twenty times slower: 100 µs each.
+    let router = lookup_cost(x86, 200, us(20_000));
+    assert_eq!(lookup_stride(router, 1000, two), 10);
+    // Never rarer than every MAX_STRIDE resyncs, whatever it costs.
+    assert_eq!(lookup_stride(router, 10_000_000, two), MAX_STRIDE);
+    // Until one round has said what a lookup costs, every flow every resync.
+    assert_eq!(lookup_stride(None, 50_000, two), 1);
+}
+
+#[test]
+fn a_small_lookup_round_keeps_the_last_cost_estimate() {
+    let us = Duration::from_micros;
+    // 10 lookups in 1 ms: the round's overhead, not 100 µs a lookup.
+    assert_eq!(lookup_cost(Some(5e-6), 10, us(1000)), Some(5e-6));
+    assert_eq!(lookup_cost(None, 10, us(1000)), None);
+    assert_eq!(lookup_cost(Some(5e-6), 64, us(640)), Some(1e-5));
+    // Nothing to spread: one resync.
+    assert_eq!(lookup_stride(Some(1.0), 0, Duration::from_secs(2)), 1);
+}

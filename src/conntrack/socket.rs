@@ -177,12 +177,18 @@ impl CtSocket {
         }
     }
 
-    /// Reads every event queued on the socket, calling `f` for each TCP/UDP one, until
-    /// the socket is empty or the kernel reports that it dropped events since the last
-    /// read (`overrun`: the caller must resync).
-    pub fn drain_events(&mut self, mut f: impl FnMut(Event)) -> Result<Drained, CtError> {
+    /// Reads the events queued on the socket, calling `f` for each TCP/UDP one, until
+    /// the socket is empty, or the kernel reports that it dropped events since the last
+    /// read (`overrun`: the caller must resync), or `budget` datagrams were read (`more`:
+    /// the caller reads on after its other work, so a burst queued in a large event
+    /// buffer does not hold up `status` for the seconds a router CPU takes to read it).
+    pub fn drain_events(
+        &mut self,
+        budget: usize,
+        mut f: impl FnMut(Event),
+    ) -> Result<Drained, CtError> {
         let mut d = Drained::default();
-        loop {
+        for _ in 0..budget {
             let n = match self.sock.recv(&mut &mut self.buf[..], 0) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(d),
@@ -209,6 +215,8 @@ impl CtSocket {
                 }
             }
         }
+        d.more = true;
+        Ok(d)
     }
 
     /// For benchmarks: receive a whole dump and parse nothing (the floor).
@@ -248,6 +256,8 @@ pub struct Drained {
     pub malformed: u64,
     /// The kernel dropped events (ENOBUFS) since the last read.
     pub overrun: bool,
+    /// The budget ran out before the socket was empty.
+    pub more: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -331,8 +331,15 @@ impl FlowTracker {
     /// The kept flows that `filter` wants, in a stable order (offloaded first): every
     /// offloaded flow, and the young slow ones (older ones come from a dump).
     pub fn flows(&self, filter: Option<PathFilter>, now: Duration) -> Vec<FlowRecord> {
-        let mut out: Vec<FlowRecord> = self
-            .flows
+        let mut out = self.records(filter, now);
+        sort_flows(&mut out);
+        out
+    }
+
+    /// The same, unordered: what a listing from a dump merges in (it lists in the
+    /// kernel's order), built on the runtime thread, so no sort for nothing.
+    pub fn records(&self, filter: Option<PathFilter>, now: Duration) -> Vec<FlowRecord> {
+        self.flows
             .iter()
             .filter(|(_, f)| filter.is_none_or(|p| p.matches(f.path)))
             .map(|(k, f)| FlowRecord {
@@ -351,9 +358,7 @@ impl FlowTracker {
                 // decides whether something else explains it better).
                 why: (f.path == Path::Slow && f.moved).then(crate::explain::Why::left_flowtable),
             })
-            .collect();
-        sort_flows(&mut out);
-        out
+            .collect()
     }
 }
 
@@ -368,6 +373,7 @@ fn percentile(sorted: &[Duration], p: usize) -> Option<Duration> {
 
 #[path = "tracker_resync.rs"]
 mod resync;
+pub use resync::{LookupPlan, Spread};
 
 #[cfg(test)]
 #[path = "tracker_tests.rs"]

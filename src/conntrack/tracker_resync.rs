@@ -8,10 +8,45 @@
 //! it one off until the next one.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use super::{as_ms, ms, FlowTracker, Sight, MAX_LOOKUPS, RECENT};
 use crate::conntrack::{DumpFilter, Entry, FlowKey, Path, Transition, IPS_SEEN_REPLY};
+
+/// Which of the flows offloaded for longer than `RECENT` a lookup resync asks about:
+/// those whose key hashes to `phase` modulo `stride`. The watcher turns the phase every
+/// resync, so each is asked about once every `stride` resyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spread {
+    pub stride: u32,
+    pub phase: u32,
+}
+
+impl Spread {
+    pub const ALL: Spread = Spread {
+        stride: 1,
+        phase: 0,
+    };
+
+    fn covers(&self, k: &FlowKey) -> bool {
+        if self.stride <= 1 {
+            return true;
+        }
+        // Any hash the process keeps stable will do: only the spread matters.
+        let mut h = std::hash::DefaultHasher::new();
+        k.hash(&mut h);
+        h.finish() % u64::from(self.stride) == u64::from(self.phase % self.stride)
+    }
+}
+
+/// What a lookup resync asks, and over how many long-offloaded flows it spreads.
+#[derive(Debug, Default)]
+pub struct LookupPlan {
+    pub keys: Vec<FlowKey>,
+    /// Flows offloaded for longer than `RECENT`, asked about or not.
+    pub spread_over: usize,
+}
 
 impl FlowTracker {
     /// Starts a resync: entries of the dump go to `dumped`, then `end_resync` (or
@@ -126,17 +161,27 @@ impl FlowTracker {
         forgotten
     }
 
-    /// The flows a lookup resync asks the kernel about: every offloaded one (has it left
+    /// The flows a lookup resync asks the kernel about: the offloaded ones (has one left
     /// the flowtable, or reached hardware?) and the slow ones that could be offloaded any
     /// moment: back from the flowtable, or two-way and first seen, within `RECENT`;
-    /// newest first, at most `MAX_LOOKUPS`.
-    pub fn lookup_keys(&self, now: Duration) -> Vec<FlowKey> {
+    /// newest first, at most `MAX_LOOKUPS`. Flows offloaded for longer than `RECENT` are
+    /// asked about when their key falls in `spread`'s phase: with a stride of N, each
+    /// once every N resyncs (all of them with a stride of 1).
+    pub fn lookup_plan(&self, now: Duration, spread: Spread) -> LookupPlan {
         let recent_since = as_ms(now.saturating_sub(RECENT));
-        let mut offloaded = Vec::new();
+        let mut keys = Vec::new();
         let mut recent = Vec::new();
+        let mut spread_over = 0;
         for (k, f) in &self.flows {
             if f.path != Path::Slow {
-                offloaded.push(*k);
+                if f.since_ms >= recent_since {
+                    keys.push(*k);
+                } else {
+                    spread_over += 1;
+                    if spread.covers(k) {
+                        keys.push(*k);
+                    }
+                }
             } else if f.since_ms >= recent_since && (f.moved || f.status & IPS_SEEN_REPLY != 0) {
                 // Back from the flowtable, or two-way and new or first seen (at start: a
                 // table we just built re-offloads running flows without an event). A
@@ -146,9 +191,15 @@ impl FlowTracker {
             }
         }
         recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
-        offloaded.extend(recent.into_iter().map(|(_, k)| k));
-        offloaded.truncate(MAX_LOOKUPS);
-        offloaded
+        keys.extend(recent.into_iter().map(|(_, k)| k));
+        keys.truncate(MAX_LOOKUPS);
+        LookupPlan { keys, spread_over }
+    }
+
+    /// Every flow `lookup_plan` would ask about with no spreading.
+    #[cfg(test)]
+    pub fn lookup_keys(&self, now: Duration) -> Vec<FlowKey> {
+        self.lookup_plan(now, Spread::ALL).keys
     }
 
     /// Ends a lookup resync: entries found went through `dumped`; a flow asked about and

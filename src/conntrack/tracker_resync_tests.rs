@@ -218,3 +218,53 @@ fn an_event_racing_a_full_recount_asks_for_another() {
     t.end_resync(DumpFilter::All, RECENT + ms(6));
     assert_eq!((t.take_raced(), counts(&t).0), (0, 2));
 }
+
+#[test]
+fn long_offloaded_flows_are_spread_over_the_stride_and_young_ones_asked_every_time() {
+    let mut t = started();
+    for sport in 1..=200 {
+        t.event(
+            &ev(EventKind::New, entry(sport, ESTABLISHED | IPS_OFFLOAD)),
+            ms(0),
+        );
+    }
+    // Offloaded a moment ago: every one asked whatever the spread (hardware promotion
+    // and time to offload are decided now).
+    let young = t.lookup_plan(
+        ms(1000),
+        Spread {
+            stride: 4,
+            phase: 1,
+        },
+    );
+    assert_eq!((young.keys.len(), young.spread_over), (200, 0));
+    t.event(
+        &ev(EventKind::New, entry(500, ESTABLISHED | IPS_OFFLOAD)),
+        RECENT + ms(500),
+    );
+    // Later: the 200 are spread over 4 resyncs, each asked exactly once; the young
+    // one is asked in every phase.
+    let now = RECENT + ms(1000);
+    let mut seen = std::collections::HashMap::new();
+    for phase in 0..4 {
+        let plan = t.lookup_plan(now, Spread { stride: 4, phase });
+        assert_eq!(plan.spread_over, 200);
+        assert!(
+            plan.keys.iter().any(|k| k.orig.sport == 500),
+            "phase {phase}"
+        );
+        // A fair spread: no phase holds more than about twice its share.
+        assert!(
+            plan.keys.len() < 1 + 100,
+            "phase {phase}: {}",
+            plan.keys.len()
+        );
+        for k in plan.keys.iter().filter(|k| k.orig.sport != 500) {
+            *seen.entry(k.orig.sport).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|&n| n == 1));
+    // A stride of 1 asks about all of them.
+    assert_eq!(t.lookup_plan(now, Spread::ALL).keys.len(), 201);
+}

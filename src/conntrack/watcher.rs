@@ -22,12 +22,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use std::collections::HashSet;
 
-use super::dumper::{spawn_dumper, DumpMsg, DumpRequest, Outcome, Request, CHUNKS_IN_FLIGHT};
-use super::schedule::{adapt, next_resync, Next};
+use super::dumper::{spawn_dumper, DumpMsg, DumpRequest, Request, CHUNKS_IN_FLIGHT};
+use super::schedule::{next_resync, Next, Rechecks};
 pub use super::schedule::{FULL_EVERY, RECONCILE_EVERY};
 use super::{
     CtError, CtSocket, DumpFilter, FlowKey, FlowRecord, FlowTracker, PathFilter, Stats, Transition,
@@ -38,6 +38,9 @@ use super::{
 /// tokio's broadcast channel allocates and initialises every slot up front: 4096 slots
 /// were 0.6 MiB resident at idle. 512 still covers seconds of `--watch` output.
 const WATCH_BACKLOG: usize = 512;
+/// Event datagrams read in one turn of the watcher's loop (a datagram holds one event
+/// or a few): about a millisecond of work on a gateway's core.
+const DRAIN_BUDGET: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct WatcherOptions {
@@ -107,6 +110,8 @@ pub fn spawn(opts: WatcherOptions) -> Result<WatcherHandle, CtError> {
         last_full: None,
         last_filtered: None,
         overrun_at: None,
+        rechecks: Rechecks::default(),
+        overrun_pending: false,
     };
     tokio::spawn(actor.run(rx));
     Ok(WatcherHandle { tx, transitions })
@@ -157,6 +162,10 @@ struct Actor {
     last_filtered: Option<(Instant, Duration)>,
     /// The last overrun: counts are approximate until a full dump begun after it ends.
     overrun_at: Option<Instant>,
+    /// How the lookups of long-offloaded flows are spread over resyncs.
+    rechecks: Rechecks,
+    /// Events were lost and the queue is not read empty yet: the full dump follows then.
+    overrun_pending: bool,
 }
 
 async fn next_dump_msg(dump: &mut Option<Dump>) -> Option<DumpMsg> {
@@ -183,29 +192,35 @@ impl Actor {
                     };
                     // The kernel reports ENOBUFS once, then drops silently until the
                     // queue has been read empty: drain first, dump after, so a drop
-                    // during the dump is reported again.
-                    let mut overrun = false;
+                    // during the dump is reported again. A drain reads at most
+                    // DRAIN_BUDGET datagrams a turn; the rest waits for the next turn of
+                    // the loop, after any control request or dump chunk that is waiting.
+                    let mut drained = false;
                     loop {
                         let now = self.epoch.elapsed();
                         let tracker = &mut self.tracker;
                         let transitions = &self.transitions;
-                        match guard.get_inner_mut().drain_events(|ev| {
+                        match guard.get_inner_mut().drain_events(DRAIN_BUDGET, |ev| {
                             if let Some(t) = tracker.event(&ev, now) {
                                 let _ = transitions.send(t);
                             }
                         }) {
                             Ok(d) => {
                                 self.tracker.note_malformed(d.malformed);
-                                if !d.overrun {
-                                    guard.clear_ready();
-                                    break;
+                                if d.overrun {
+                                    self.overrun_pending = true;
+                                    continue;
                                 }
-                                overrun = true;
+                                if !d.more {
+                                    guard.clear_ready();
+                                    drained = true;
+                                }
+                                break;
                             }
                             Err(e) => { warn!("{e}"); break; }
                         }
                     }
-                    if overrun {
+                    if drained && std::mem::take(&mut self.overrun_pending) {
                         self.tracker.note_overrun();
                         self.tracker.set_approximate(true);
                         self.overrun_at = Some(Instant::now());
@@ -228,11 +243,13 @@ impl Actor {
                     None => break,
                     Some(Command::Stats(reply)) => { let _ = reply.send(self.stats()); }
                     Some(Command::Flows(filter, out)) => {
-                        let kept = self.tracker.flows(filter, self.epoch.elapsed());
+                        let now = self.epoch.elapsed();
                         if filter.is_some_and(|f| !f.matches(super::Path::Slow)) {
+                            let kept = self.tracker.flows(filter, now);
                             tokio::spawn(async move { let _ = out.send(kept).await; });
                         } else {
                             // Old slow flows are not kept: list from a dump.
+                            let kept = self.tracker.records(filter, now);
                             tokio::spawn(super::listing::stream(self.dumps.clone(), filter, kept, out));
                         }
                     }
@@ -245,6 +262,7 @@ impl Actor {
         let mut s = self.tracker.stats();
         s.status_filter = Some(self.filtered_dumps);
         s.resync_interval_ms = self.interval.as_millis() as u64;
+        s.recheck_every_ms = self.rechecks.every(self.interval).as_millis() as u64;
         s
     }
 
@@ -272,11 +290,14 @@ impl Actor {
             }
             Next::Offloaded => Request::Dump(DumpFilter::Offloaded),
             Next::Lookup => {
-                let keys = self.tracker.lookup_keys(self.epoch.elapsed());
-                if keys.is_empty() {
+                let plan = self
+                    .tracker
+                    .lookup_plan(self.epoch.elapsed(), self.rechecks.next());
+                self.rechecks.planned(&plan);
+                if plan.keys.is_empty() {
                     return;
                 }
-                Request::Lookup(keys)
+                Request::Lookup(plan.keys)
             }
         };
         let kind = match &request {
@@ -329,74 +350,7 @@ impl Actor {
             }
         }
     }
-
-    fn finish(&mut self, dump: Dump, result: Result<Outcome, CtError>, now: Duration) {
-        let took = dump.started.elapsed();
-        match (result, dump.kind) {
-            (Ok(Outcome::Lookup(count, asked)), _) => {
-                self.tracker.note_malformed(count.malformed);
-                self.tracker.end_lookup(&asked, &dump.found, took);
-                debug!(
-                    asked = count.asked,
-                    found = count.found,
-                    gone = count.gone,
-                    took_us = took.as_micros() as u64,
-                    "conntrack lookups"
-                );
-            }
-            (Ok(Outcome::Dump(count)), Kind::Dump(filter)) => {
-                self.tracker.note_malformed(count.malformed);
-                for t in self.tracker.end_resync(filter, now) {
-                    let _ = self.transitions.send(t);
-                }
-                self.tracker.note_dump(filter, took);
-                let slot = match filter {
-                    DumpFilter::All => &mut self.last_full,
-                    DumpFilter::Offloaded => &mut self.last_filtered,
-                };
-                *slot = Some((dump.started, took));
-                if filter == DumpFilter::All && self.overrun_at.is_none_or(|o| o <= dump.started) {
-                    self.tracker.set_approximate(false);
-                }
-                // A recount that events raced (a flow counted, then destroyed or seen
-                // again) may be off by one each: recount soon, not in a minute (spaced
-                // like the recovery from an overrun, at most 2 % of the time).
-                let raced = self.tracker.take_raced();
-                if filter == DumpFilter::All && raced > 0 {
-                    debug!(
-                        raced,
-                        "events raced the full resync's recount; another one follows"
-                    );
-                    self.full_due = true;
-                }
-                debug!(filter = ?filter, entries = count.entries, took_us = took.as_micros() as u64, "conntrack resync");
-                if dump.unfiltered > 0 && self.filtered_dumps {
-                    info!(entries = count.entries, "the kernel ignored the conntrack status filter (it arrived in Linux 5.15): every resync is a full dump of the table");
-                }
-                (self.filtered_dumps, self.interval) = adapt(
-                    self.filtered_dumps,
-                    self.interval,
-                    filter,
-                    dump.unfiltered,
-                    took,
-                );
-            }
-            (Ok(Outcome::Dump(_)), Kind::Lookup) => self.tracker.abort_resync(),
-            (Err(CtError::Refused(errno)), Kind::Dump(DumpFilter::Offloaded)) => {
-                self.tracker.abort_resync();
-                info!(
-                    "kernel refused the filtered conntrack dump ({}); resyncing with full dumps",
-                    crate::nft::errno_name(errno)
-                );
-                self.filtered_dumps = false;
-            }
-            (Err(e), _) => {
-                self.tracker.abort_resync();
-                warn!("conntrack resync failed: {e}");
-            }
-        }
-        if self.full_due {
-            self.start_dump(false);
-        }
-    }
 }
+
+#[path = "watcher_finish.rs"]
+mod finish;

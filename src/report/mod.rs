@@ -368,9 +368,11 @@ fn conntrack_text(o: &mut String, c: &Stats, resync_ms: u64) {
     if let Some(took) = c.last_lookup_ms {
         let _ = writeln!(
             o,
-            "            last lookups: {} offloaded or recent flows in {} (one kernel hash lookup each)",
+            "            last lookups: {} offloaded or recent flows in {} (one kernel hash lookup each); a flow offloaded over 10 s is looked up every {}{}",
             c.last_lookup_flows,
-            duration_ms(took)
+            duration_ms(took),
+            duration_ms(c.recheck_every_ms.max(every) as f64),
+            if c.recheck_every_ms > every { " (spread: all at every resync would cost over 0.5 % of a core)" } else { "" }
         );
     }
     let _ = writeln!(

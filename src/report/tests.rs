@@ -322,7 +322,15 @@ fn status_text_says_what_resyncs_cost_and_when_counts_are_approximate() {
         "{text}"
     );
     assert!(
-        text.contains("            last lookups: 1000 offloaded or recent flows in 2.5 ms (one kernel hash lookup each)\n"),
+        text.contains("            last lookups: 1000 offloaded or recent flows in 2.5 ms (one kernel hash lookup each); a flow offloaded over 10 s is looked up every 9.5 s\n"),
+        "{text}"
+    );
+    st.conntrack.as_mut().unwrap().recheck_every_ms = 95_000;
+    let text = status_text(&st);
+    assert!(
+        text.contains(
+            "looked up every 1m35s (spread: all at every resync would cost over 0.5 % of a core)\n"
+        ),
         "{text}"
     );
     assert!(

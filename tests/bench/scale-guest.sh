@@ -79,6 +79,8 @@ measure() {
     c1=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t1=$(date +%s%N)
     awk -v c=$((c1 - c0)) -v hz="$hz" -v ns=$((t1 - t0)) -v s="$size" 'BEGIN {printf "%s daemon_cpu_pct %.3f\n", s, 100 * c / hz / (ns / 1e9)}' >>"$RES"
     echo "$size daemon_rss_kib $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")" >>"$RES"
+    echo "$size recheck_every_ms $(field "c['recheck_every_ms']")" >>"$RES"
+    echo "$size last_lookup_flows $(field "c['last_lookup_flows']")" >>"$RES"
     status_lat "$size" status
     local s e
     s=$(now_ms); in_router conntrack -L >/dev/null 2>&1; e=$(now_ms)
@@ -91,6 +93,12 @@ measure() {
     local lister=$!
     status_lat "$size" status_during_dump
     wait "$lister"
+    # The daemon's own answer time, over the socket (no CLI process start, which under
+    # TCG is most of the figure above), while listings' dumps run back to back.
+    ( while :; do nice -n 19 "$OFFLOADD" flows --json >/dev/null 2>&1; done ) &
+    lister=$!
+    socket_lat "$size" status_socket_during_dumps
+    kill "$lister"; wait "$lister" 2>/dev/null
     fl=$( { /usr/bin/time -f '%M %e' "$OFFLOADD" flows --json >/dev/null; } 2>&1 | tail -1)
     echo "$size flows_client_peak_kib ${fl% *}" >>"$RES"
     echo "$size flows_s ${fl#* }" >>"$RES"
@@ -99,6 +107,33 @@ measure() {
     echo "$size flows_offloaded_s $(awk -v d=$((e - s)) 'BEGIN {printf "%.2f", d / 1000}')" >>"$RES"
     echo "$size flows_offloaded_listed $(wc -l <"$T/off.txt")" >>"$RES"
     kill -TERM "$pid"; wait "$pid" 2>/dev/null
+}
+# socket_lat SIZE KEY: p50 and p99 of status answers over the control socket, 10 a second for 20 s.
+socket_lat() {
+    python3 - "$OFFLOADD_SOCKET" "$1" "$2" >>"$RES" <<'PY'
+import socket, sys, time
+def status():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.sendall(b'{"request":"status"}\n')
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+lat, end = [], time.monotonic() + 20
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    status()
+    lat.append((time.monotonic() - t0) * 1000)
+    time.sleep(0.1)
+lat.sort()
+pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p / 100))]
+print("%s %s_p50_ms %.1f" % (sys.argv[2], sys.argv[3], pick(50)))
+print("%s %s_p99_ms %.1f" % (sys.argv[2], sys.argv[3], pick(99)))
+PY
 }
 # status_lat SIZE KEY: p50 and p99 of 50 status calls (process start included).
 status_lat() {
