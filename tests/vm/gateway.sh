@@ -29,10 +29,9 @@ judge start_warns_no_devices "$(grep 'no flowtable devices' "$OUT/offloadd-nodev
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 
 # --- A flow leaving the flowtable on its idle timeout sends no event: the lookups see it
-# back on slow within the period status gives for a flow offloaded over 10 s (every
-# resync, 2 s, at this lab's size: spread over more only when lookups would cost more
-# than 0.5 % of a core). The flowtable's UDP timeout is made 4 s; the exchange lasts
-# 13 s, so the flow has been offloaded over 10 s when it goes idle.
+# back on slow within the period status gives (every resync, 2 s, at this lab's size:
+# spread over more only when lookups would cost more than 0.5 % of a core). The
+# flowtable's UDP timeout is made 4 s.
 UDP_FT_TIMEOUT=$(in_router sysctl -n net.netfilter.nf_flowtable_udp_timeout)
 in_router sysctl -qw net.netfilter.nf_flowtable_udp_timeout=4
 start_offloadd "$T/gw.toml" "$OUT/offloadd-idle.log"
@@ -40,7 +39,7 @@ start_offloadd "$T/gw.toml" "$OUT/offloadd-idle.log"
 # end of a poll of `offloadd flows` (process start under TCG: a few hundred ms).
 "$OFFLOADD" flows --watch --json >"$T/idle-watch.txt" 2>&1 &
 IDLE_WATCH=$!
-run_udp 13 7777 40200 "$T/udp-idle.log"
+run_udp 3 7777 40200 "$T/udp-idle.log"
 poll 10 offloaded udp 7777
 IDLE_OFFLOADED=$(flows udp 7777)
 wait "$UDP_PID"
