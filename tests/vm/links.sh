@@ -92,20 +92,33 @@ check flap_keeps_device "$(ft_devices)" ft_has wan0
 in_router ip link del wan0
 poll 2 ft_lacks wan0
 check deleted_device_reported_missing "$(device_state wan0)" poll 2 bash -c "device_state wan0 | grep -q ^missing"
-# Timed from just before `ip link add` to the daemon's own log line: the `ip` process
-# start-up is in it (it cannot be split off: the daemon may log before `ip` has even
-# returned, seen at -51 ms when t0 was taken after), the lab's polling is not.
-appeared_ms() { # appeared_ms DEVICE T0_MS LOG: ms from T0 to the daemon's "appeared" line
+# Timed from the kernel's announcement of the new link to the daemon's own log line. The
+# announcement is the RTM_NEWLINK multicast offloadd reads too, as `ip -ts monitor link`
+# stamps it; timing from before `ip link add` counted that process's start, which under
+# TCG once took most of a second (1186 ms in all, in a fresh-clone run).
+LINK_MON=$OUT/links-monitor.txt
+ip netns exec "$R" env TZ=UTC ip -ts monitor link >"$LINK_MON" 2>&1 &
+LINK_MON_PID=$!
+sleep 0.3
+LINK_MARK=0
+mark_links() { LINK_MARK=$(wc -l <"$LINK_MON"); }
+announced_ms() { # announced_ms DEVICE: ms (epoch) of DEVICE's first RTM_NEWLINK since mark_links
     local at
-    at=$(grep -E "configured device appeared.* device=$1( |\$)" "$3" | tail -1 | cut -d' ' -f1)
-    [ -n "$at" ] && echo $(( $(date -d "$at" +%s%3N) - $2 )) || echo never
+    at=$(tail -n +$((LINK_MARK + 1)) "$LINK_MON" | grep -E "^\[[^]]+\] [0-9]+: $1[@:]" | head -1 | sed -E 's/^\[([^]]+)\].*/\1/')
+    [ -n "$at" ] && date -u -d "${at}Z" +%s%3N
+}
+appeared_ms() { # appeared_ms DEVICE LOG: ms from the kernel's announcement to the daemon's "appeared" line
+    local at from
+    at=$(grep -E "configured device appeared.* device=$1( |\$)" "$2" | tail -1 | cut -d' ' -f1)
+    from=$(announced_ms "$1")
+    [ -n "$at" ] && [ -n "$from" ] && echo $(( $(date -d "$at" +%s%3N) - from )) || echo never
 }
 appeared_count() { grep -cE "configured device appeared.* device=$1( |\$)" "$2"; }
 export -f appeared_count
 N0=$(appeared_count wan0 "$OUT/offloadd-links.log")
-t0=$(now_ms); wan_link_add
+mark_links; wan_link_add
 poll 5 bash -c "[ \$(appeared_count wan0 '$OUT/offloadd-links.log') -gt $N0 ]"
-BACK_MS=$(appeared_ms wan0 "$t0" "$OUT/offloadd-links.log")
+BACK_MS=$(appeared_ms wan0 "$OUT/offloadd-links.log")
 wan_link_config
 echo "wan0 recreated: in flowtable after ${BACK_MS} ms (daemon's log)" >>"$OUT/report-links.txt"
 check recreated_device_back_within_1s "${BACK_MS} ms, devices $(ft_devices)" bash -c "test '$BACK_MS' != never && test '$BACK_MS' -le 1000 && ip netns exec $R nft list flowtable inet offloadd ft | grep -q wan0"
@@ -118,9 +131,10 @@ judge new_flow_offloads_after_recreate "$(flows tcp 5201)" has_offload
 wait "$TCP_PID"
 
 # (3) wan1, configured but absent at start, is added when it appears.
-t0=$(now_ms); in_router ip link add wan1 type veth peer name wan1p
+mark_links; in_router ip link add wan1 type veth peer name wan1p
 poll 5 ft_has wan1
-ADD_MS=$(appeared_ms wan1 "$t0" "$OUT/offloadd-links.log")
+ADD_MS=$(appeared_ms wan1 "$OUT/offloadd-links.log")
+kill "$LINK_MON_PID" 2>/dev/null
 echo "wan1 appeared: in flowtable after ${ADD_MS} ms (daemon's log)" >>"$OUT/report-links.txt"
 check absent_device_added_when_it_appears "${ADD_MS} ms, devices $(ft_devices)" bash -c "test '$ADD_MS' != never && test '$ADD_MS' -le 1000 && ip netns exec $R nft list flowtable inet offloadd ft | grep -q wan1"
 check status_shows_added_device "$(device_state wan1)" poll 2 bash -c "device_state wan1 | grep -q ^in_flowtable"
