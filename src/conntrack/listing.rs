@@ -68,6 +68,9 @@ pub async fn stream(
                 if !chunk.is_empty() && out.send(chunk).await.is_err() {
                     return;
                 }
+                // Gives way to the rest of the runtime thread (status, events) after
+                // each chunk, as control's send_flows does.
+                tokio::task::yield_now().await;
             }
             DumpMsg::Done(Ok(_)) => return,
             DumpMsg::Done(Err(e)) => {

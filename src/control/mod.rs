@@ -190,10 +190,16 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Writes a flow list as it comes: one JSON object a line, then `{"end":N}` (so a
 /// client tells a complete list from a daemon that stopped half way).
-async fn send_flows(
+///
+/// The daemon has one runtime thread, and tokio lets a task go on while what it awaits
+/// is ready, up to its cooperative budget of 128 operations. A listing whose dump keeps
+/// up and whose client reads fast is always ready, so without a yield it formats tens of
+/// chunks (tens of milliseconds at 100k entries) while a `status` waits: it gives way
+/// after each chunk of 256.
+async fn send_flows<W: tokio::io::AsyncWrite + Unpin>(
     mut chunks: tokio::sync::mpsc::Receiver<Vec<FlowRecord>>,
     explain: &crate::explain::Context,
-    mut write: tokio::net::unix::OwnedWriteHalf,
+    mut write: W,
 ) -> io::Result<()> {
     let mut n = 0usize;
     let mut buf = Vec::new();
@@ -219,11 +225,12 @@ async fn send_flows(
         }
         n += chunk.len();
         put(&mut write, &buf).await?;
+        tokio::task::yield_now().await;
     }
     put(&mut write, format!("{{\"end\":{n}}}\n").as_bytes()).await
 }
 
-async fn put(write: &mut tokio::net::unix::OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+async fn put<W: tokio::io::AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> io::Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, write.write_all(bytes))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"))?
@@ -300,6 +307,59 @@ mod tests {
             r#"{"request":"status"}"#
         );
         assert!(serde_json::from_str::<Request>(r#"{"request":"drop"}"#).is_err());
+    }
+
+    fn offloaded_record(sport: u16) -> FlowRecord {
+        use crate::conntrack::{Entry, FlowKey, Tuple, IPS_OFFLOAD, IPS_SEEN_REPLY};
+        let t = Tuple {
+            src: "198.18.0.2".parse().unwrap(),
+            dst: "198.19.0.2".parse().unwrap(),
+            sport,
+            dport: 5201,
+        };
+        let key = FlowKey {
+            proto: 17,
+            zone: 0,
+            orig: t,
+        };
+        let status = IPS_SEEN_REPLY | IPS_OFFLOAD;
+        let e = Entry {
+            key,
+            reply: t,
+            mark: 0,
+            tcp_state: None,
+            status,
+            counters: None,
+        };
+        FlowRecord::from_entry(&e)
+    }
+
+    /// A `status` that comes while a listing streams is answered after at most a chunk
+    /// or two of it, not after the listing used up tokio's budget (what made status's
+    /// p99 30-38 ms at 100k entries with listings back to back).
+    #[tokio::test]
+    async fn a_listing_gives_way_to_other_requests_after_each_chunk() {
+        const CHUNKS: usize = 40;
+        let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS);
+        for c in 0..CHUNKS {
+            let chunk = (0..256)
+                .map(|i| offloaded_record((c * 256 + i) as u16))
+                .collect();
+            tx.try_send(chunk).unwrap();
+        }
+        let lister = tokio::spawn(async move {
+            send_flows(rx, &crate::explain::Context::default(), tokio::io::sink()).await
+        });
+        // Stands for the status request: queued behind the listing on this one thread.
+        let probe_tx = tx.clone();
+        let probe = tokio::spawn(async move { probe_tx.capacity() });
+        let taken = probe.await.unwrap();
+        drop(tx);
+        lister.await.unwrap().unwrap();
+        assert!(
+            taken <= 2,
+            "the listing wrote {taken} of {CHUNKS} chunks before another task ran"
+        );
     }
 
     #[test]
