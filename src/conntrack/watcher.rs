@@ -255,6 +255,11 @@ impl Actor {
                     }
                 },
             }
+            // One turn (a drain of at most DRAIN_BUDGET datagrams, a dump chunk, a
+            // request) and the runtime thread's other tasks get a turn: tokio would let
+            // this loop run while a branch is ready, up to 128 turns (tens of
+            // milliseconds in a burst), with a status answer waiting to be written.
+            tokio::task::yield_now().await;
         }
     }
 
