@@ -31,38 +31,6 @@ echo "entries $(ip netns exec "$NS" conntrack -C)"
 # and the figure is meant to be the daemon's.
 ( while :; do nice -n 19 "$BIN" --socket "$SOCK" flows --json >/dev/null 2>&1; echo x >>"$T/listings"; done ) &
 LISTER=$!
-python3 - "$SOCK" <<'PY'
-import json, socket, sys, time
-path = sys.argv[1]
-def status():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(path)
-    s.sendall(b'{"request":"status"}\n')
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    return json.loads(buf)
-first = status()["conntrack"]
-lat = []
-end = time.monotonic() + 15
-while time.monotonic() < end:
-    t0 = time.monotonic()
-    status()
-    lat.append((time.monotonic() - t0) * 1000)
-    time.sleep(0.05)
-last = status()["conntrack"]
-lat.sort()
-pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p / 100))]
-print("status_answers %d" % len(lat))
-print("status_p50_ms %.2f" % pick(50))
-print("status_p99_ms %.2f" % pick(99))
-print("status_worst_ms %.2f" % lat[-1])
-print("full_dumps_meanwhile %d" % (last["full_dumps"] - first["full_dumps"]))
-print("last_full_dump_ms %s" % last.get("last_full_dump_ms"))
-PY
+python3 "$REPO/tests/bench/status_latency.py" "$SOCK" 15 0.05 status_
 kill "$LISTER"; wait "$LISTER" 2>/dev/null || true
 echo "listings_meanwhile $(wc -l <"$T/listings")"

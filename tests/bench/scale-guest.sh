@@ -115,30 +115,8 @@ measure() {
 }
 # socket_lat SIZE KEY: p50 and p99 of status answers over the control socket, 10 a second for 20 s.
 socket_lat() {
-    python3 - "$OFFLOADD_SOCKET" "$1" "$2" >>"$RES" <<'PY'
-import socket, sys, time
-def status():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(sys.argv[1])
-    s.sendall(b'{"request":"status"}\n')
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-lat, end = [], time.monotonic() + 20
-while time.monotonic() < end:
-    t0 = time.monotonic()
-    status()
-    lat.append((time.monotonic() - t0) * 1000)
-    time.sleep(0.1)
-lat.sort()
-pick = lambda p: lat[min(len(lat) - 1, int(len(lat) * p / 100))]
-print("%s %s_p50_ms %.1f" % (sys.argv[2], sys.argv[3], pick(50)))
-print("%s %s_p99_ms %.1f" % (sys.argv[2], sys.argv[3], pick(99)))
-PY
+    python3 "$REPO/tests/bench/status_latency.py" "$OFFLOADD_SOCKET" 20 0.1 "$2_" |
+        awk -v s="$1" '$1 ~ /_p(50|99)_ms$/ {print s, $1, $2}' >>"$RES"
 }
 # status_lat SIZE KEY: p50 and p99 of 50 status calls (process start included).
 status_lat() {
