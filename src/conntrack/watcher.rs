@@ -41,6 +41,9 @@ const WATCH_BACKLOG: usize = 512;
 /// Event datagrams read in one turn of the watcher's loop (a datagram holds one event
 /// or a few): about a millisecond of work on a gateway's core.
 const DRAIN_BUDGET: usize = 256;
+/// Before a dump chunk is applied, the event queue is read empty, up to this many
+/// datagrams (a few milliseconds): see `events_before_dump_msg`.
+const BEFORE_DUMP_BUDGET: usize = 4 * DRAIN_BUDGET;
 
 #[derive(Debug, Clone)]
 pub struct WatcherOptions {
@@ -168,6 +171,42 @@ struct Actor {
     overrun_pending: bool,
 }
 
+/// Reads at most `budget` event datagrams into the tracker. `Some(true)`: the queue was
+/// read empty; `Some(false)`: the budget ran out first; `None`: the socket failed (logged).
+/// The kernel reports ENOBUFS once, then drops silently until the queue has been read
+/// empty: an overrun is noted in `overrun_pending` and reading goes on, so the full dump
+/// that settles it starts after the drop, not before.
+fn drain(
+    sock: &mut CtSocket,
+    tracker: &mut FlowTracker,
+    transitions: &broadcast::Sender<Transition>,
+    now: Duration,
+    budget: usize,
+    overrun_pending: &mut bool,
+) -> Option<bool> {
+    loop {
+        let drained = sock.drain_events(budget, |ev| {
+            if let Some(t) = tracker.event(&ev, now) {
+                let _ = transitions.send(t);
+            }
+        });
+        match drained {
+            Ok(d) => {
+                tracker.note_malformed(d.malformed);
+                if d.overrun {
+                    *overrun_pending = true;
+                    continue;
+                }
+                return Some(!d.more);
+            }
+            Err(e) => {
+                warn!("{e}");
+                return None;
+            }
+        }
+    }
+}
+
 async fn next_dump_msg(dump: &mut Option<Dump>) -> Option<DumpMsg> {
     match dump {
         Some(d) => d.rx.recv().await,
@@ -195,41 +234,19 @@ impl Actor {
                     // during the dump is reported again. A drain reads at most
                     // DRAIN_BUDGET datagrams a turn; the rest waits for the next turn of
                     // the loop, after any control request or dump chunk that is waiting.
-                    let mut drained = false;
-                    loop {
-                        let now = self.epoch.elapsed();
-                        let tracker = &mut self.tracker;
-                        let transitions = &self.transitions;
-                        match guard.get_inner_mut().drain_events(DRAIN_BUDGET, |ev| {
-                            if let Some(t) = tracker.event(&ev, now) {
-                                let _ = transitions.send(t);
-                            }
-                        }) {
-                            Ok(d) => {
-                                self.tracker.note_malformed(d.malformed);
-                                if d.overrun {
-                                    self.overrun_pending = true;
-                                    continue;
-                                }
-                                if !d.more {
-                                    guard.clear_ready();
-                                    drained = true;
-                                }
-                                break;
-                            }
-                            Err(e) => { warn!("{e}"); break; }
-                        }
-                    }
-                    if drained && std::mem::take(&mut self.overrun_pending) {
-                        self.tracker.note_overrun();
-                        self.tracker.set_approximate(true);
-                        self.overrun_at = Some(Instant::now());
-                        warn!("conntrack events were lost (event socket overrun); counts are approximate until the next full resync (raise [conntrack] event_buffer if this repeats)");
-                        self.full_due = true;
-                        self.start_dump(false);
+                    let now = self.epoch.elapsed();
+                    let read = drain(guard.get_inner_mut(), &mut self.tracker, &self.transitions, now, DRAIN_BUDGET, &mut self.overrun_pending);
+                    if read == Some(true) {
+                        guard.clear_ready();
+                        self.settle_overrun();
                     }
                 }
-                msg = next_dump_msg(&mut self.dump) => self.dump_msg(msg),
+                msg = next_dump_msg(&mut self.dump) => {
+                    if events_alive {
+                        self.events_before_dump_msg();
+                    }
+                    self.dump_msg(msg)
+                }
                 _ = tick.tick() => {
                     self.tracker.forget_old(self.epoch.elapsed());
                     self.start_dump(true);
@@ -261,6 +278,46 @@ impl Actor {
             // milliseconds in a burst), with a status answer waiting to be written.
             tokio::task::yield_now().await;
         }
+    }
+
+    /// The events the kernel queued before the dump read what it is about to apply are
+    /// applied first. A flow born just before the dump passed it is in the dump, and its
+    /// NEW event waits in the event socket: applied after a full dump's end, the flow
+    /// was counted twice (once in the recount, once kept); a DESTROY applied late
+    /// uncounted a flow the recount had already left out, and a NEW after an
+    /// offloaded-only dump's entry uncounted one never counted. Read first, each is seen
+    /// while the resync runs, where `touched` and `raced` account for it. A burst longer
+    /// than `BEFORE_DUMP_BUDGET` (the queue not read empty) leaves the order unknown: a
+    /// full dump follows to recount, spaced like any other.
+    fn events_before_dump_msg(&mut self) {
+        let now = self.epoch.elapsed();
+        let read = drain(
+            self.events.get_mut(),
+            &mut self.tracker,
+            &self.transitions,
+            now,
+            BEFORE_DUMP_BUDGET,
+            &mut self.overrun_pending,
+        );
+        match read {
+            Some(true) => self.settle_overrun(),
+            Some(false) => self.full_due = true,
+            None => {}
+        }
+    }
+
+    /// After the event queue was read empty: lost events (ENOBUFS) are reported and
+    /// recounted by a full dump.
+    fn settle_overrun(&mut self) {
+        if !std::mem::take(&mut self.overrun_pending) {
+            return;
+        }
+        self.tracker.note_overrun();
+        self.tracker.set_approximate(true);
+        self.overrun_at = Some(Instant::now());
+        warn!("conntrack events were lost (event socket overrun); counts are approximate until the next full resync (raise [conntrack] event_buffer if this repeats)");
+        self.full_due = true;
+        self.start_dump(false);
     }
 
     fn stats(&self) -> Stats {
