@@ -38,6 +38,7 @@ const LINK_SETTLE: Duration = Duration::from_millis(20);
 
 /// With `mode = "auto"`, how often to look again whether another flowtable covers our
 /// devices (fw4 turned offloading on or off): observe <-> manage without a restart.
+/// A ruleset notification makes the check run at once; the tick is the fallback.
 const ROLE_CHECK: Duration = Duration::from_secs(2);
 
 type Links = watch::Receiver<LinkSnapshot>;
@@ -128,6 +129,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sysctls = sysctl::Sysctls::default();
     let mut role_timer = tokio::time::interval(ROLE_CHECK);
     role_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the kernel reported the ruleset change the next role check answers (its
+    // log line says how long the switch took from there).
+    let mut role_change_at: Option<Instant> = None;
     let mut flushes = FlushSchedule::default();
     // A failed apply that may work when tried again: when, and how many tries so far.
     let mut retry: Option<(Instant, u32)> = None;
@@ -275,6 +279,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 // when the priority still puts us after every other forward chain).
                 if !change.elements_only {
                     converge = Some(Why::Event);
+                    // A flowtable may have come or gone (fw4 stopped, offloading turned
+                    // on): decide the role now rather than at the next 2 s tick.
+                    if cfg.mode == Mode::Auto {
+                        role_change_at.get_or_insert_with(Instant::now);
+                        role_timer.reset_immediately();
+                    }
                 }
             }
             Some(ask) = flush_asks.recv() => {
@@ -284,12 +294,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             _ = until(flushes.due()) => converge = Some(Why::Event),
             _ = until(retry.map(|r| r.0)) => converge = Some(Why::Start),
             _ = role_timer.tick(), if cfg.mode == Mode::Auto => {
+                let since_change_ms = role_change_at.take().map(|t| t.elapsed().as_millis() as u64);
                 let Ok(actual) = nft.read().await else { continue };
                 let new_role = decide_role(&cfg, &actual);
                 let switch = !matches!((&role, &new_role), (Role::Manage { .. }, Role::Manage { .. }) | (Role::Observe { .. }, Role::Observe { .. }));
                 if switch {
                     if let (Role::Manage { .. }, Role::Observe { why }) = (&role, &new_role) {
-                        info!(why = %why, "another flowtable now covers our devices; observing and removing table inet offloadd");
+                        info!(why = %why, since_change_ms, "another flowtable now covers our devices; observing and removing table inet offloadd");
                         if let Err(e) = nft.remove().await { error!("{e}"); continue; }
                         sysctls.restore();
                         flushes.cancel();
@@ -297,7 +308,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     role = new_role;
                     view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
                     if let Role::Manage { why } = &role {
-                        info!(why = %why, "no other flowtable covers our devices any more; managing table inet offloadd");
+                        info!(why = %why, since_change_ms, "no other flowtable covers our devices any more; managing table inet offloadd");
                         converge = Some(Why::Start);
                     }
                 } else if let Role::Observe { .. } = role {

@@ -73,12 +73,18 @@ judge fw4_flow_offloaded "$(flows tcp 5201)" has_offload
 check observe_reports_fw4_flows "$("$OFFLOADD" flows 2>&1 | head -3)" poll 5 on_path sw "198.18.2.2:5201"
 wait "$TCP_PID"
 
-# fw4's table goes (offloading switched off, or fw4 stopped): offloadd manages.
-t0=$(now_ms)
+# fw4's table goes (offloading switched off, or fw4 stopped): offloadd manages. Timed
+# by the daemon: from the kernel's notification of the deletion to its decision (the
+# log line's since_change_ms), then its apply (took_ms). Timed here instead, with the
+# lab's nft and polls under TCG, it once measured 5.6 s on a slower CI machine.
 in_router nft delete table inet fw4
-poll 10 table_exists; TAKE_MS=$(($(now_ms) - t0))
-echo "fw4 table deleted: offloadd managing after ${TAKE_MS} ms" >>"$OUT/report-links.txt"
-check takes_over_without_restart "${TAKE_MS} ms; $(tail -2 "$OUT/offloadd-fw4auto.log")" bash -c "test $TAKE_MS -le 5000 && role_is manage"
+poll 10 table_exists
+TAKE_LINE=$(grep 'no other flowtable covers our devices any more' "$OUT/offloadd-fw4auto.log" | tail -1)
+TAKE_MS=$(sed -n 's/.*since_change_ms=\([0-9]*\).*/\1/p' <<<"$TAKE_LINE")
+APPLY_MS=$(grep 'applied ruleset' "$OUT/offloadd-fw4auto.log" | tail -1 | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p')
+echo "fw4 table deleted: offloadd decided to manage ${TAKE_MS:-never} ms after the kernel reported it, and applied its table in ${APPLY_MS:-?} ms" >>"$OUT/report-links.txt"
+check takes_over_without_restart "since_change_ms=${TAKE_MS:-none} took_ms=${APPLY_MS:-none}; $(tail -2 "$OUT/offloadd-fw4auto.log")" \
+    bash -c "[ -n '$TAKE_MS' ] && [ '${TAKE_MS:-9999}' -le 1000 ] && role_is manage"
 check takeover_same_process "pid changed" kill -0 "$OFFLOADD_PID"
 run_tcp 10 "$T/iperf-takeover.json"
 poll 10 offloaded tcp 5201
@@ -125,5 +131,15 @@ judge status_shows_the_priority "$(grep priority: "$OUT/status-priority.txt")" g
 in_router nft delete table ip late
 poll 5 bash -c '[ "$(our_priority)" = 200 ]'
 judge chain_moves_back_when_it_goes "now: $(our_priority)" grep -q 'now: 200$'
+# Offloading turned back on in fw4 (its flowtable returns): offloadd hands back, on the
+# kernel's notification, and removes its own table so only one flowtable hooks lan0.
+in_router nft delete table inet fw4
+fw4_table
+poll 10 bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+BACK_LINE=$(grep 'another flowtable now covers our devices' "$OUT/offloadd-fw4auto.log" | tail -1)
+BACK_MS=$(sed -n 's/.*since_change_ms=\([0-9]*\).*/\1/p' <<<"$BACK_LINE")
+echo "fw4's flowtable back: offloadd observing and its table removed ${BACK_MS:-never} ms after the kernel reported it" >>"$OUT/report-links.txt"
+check hands_back_when_fw4_flowtable_returns "since_change_ms=${BACK_MS:-none}; $BACK_LINE; table inet offloadd: $(in_router nft list table inet offloadd 2>&1 | head -1)" \
+    bash -c "[ -n '$BACK_MS' ] && [ '${BACK_MS:-9999}' -le 1000 ] && role_is observe && ! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet fw4 2>/dev/null

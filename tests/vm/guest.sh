@@ -62,6 +62,16 @@ offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
 # role_is manage|observe: the running daemon's role.
 role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1" 2>/dev/null; }
 export -f role_is
+# Our flowtable as the kernel has it (links.sh and fw4.sh).
+ft_devices() { in_router nft list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*devices = { \(.*\) }.*/\1/p'; }
+ft_handle() { in_router nft -a list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*flowtable ft { # handle \([0-9]*\).*/\1/p'; }
+# Handles are numbered per table: a re-created table's first flowtable gets the old
+# flowtable's handle again. The table's own handle comes from a per-namespace counter,
+# so "table/flowtable" changes whenever either was re-created.
+table_handle() { in_router nft -a list table inet offloadd 2>/dev/null | sed -n '1s/.*# handle \([0-9]*\).*/\1/p'; }
+ft_identity() { local t f; t=$(table_handle); f=$(ft_handle); [ -n "$t" ] && [ -n "$f" ] && echo "$t/$f"; }
+ft_has() { ft_devices | tr -d ' ' | tr ',' '\n' | grep -qx "$1"; }
+ft_lacks() { ! ft_has "$1"; }
 
 conf() { # conf FILE HARDWARE [extra lines]
     local f=$1 hw=$2; shift 2
@@ -71,7 +81,7 @@ conf() { # conf FILE HARDWARE [extra lines]
 modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
 # SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
 # "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone,
-# "big" for big.sh alone, "ha" for ha.sh, why.sh and top.sh alone.
+# "big" for big.sh alone, "ha" for ha.sh, why.sh and top.sh alone, "fw4" for fw4.sh.
 if [ "${3:-all}" = policy ]; then
     lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
     add_forward_counter
@@ -94,6 +104,15 @@ if [ "${3:-all}" = ha ]; then
     . "$REPO/tests/vm/ha.sh"
     . "$REPO/tests/vm/why.sh"
     . "$REPO/tests/vm/top.sh"
+    lab_down
+    echo complete >"$OUT/done"
+    exit 0
+fi
+if [ "${3:-all}" = fw4 ]; then
+    lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
+    add_forward_counter
+    start_servers 7777 5060
+    . "$REPO/tests/vm/fw4.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0

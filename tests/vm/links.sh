@@ -1,15 +1,6 @@
 # VM tier, sourced by guest.sh: devices that come and go (issue 4). Uses guest.sh's
 # helpers (check, poll, conf, offloaded, on_path) and the lab from topology.sh.
 
-ft_devices() { in_router nft list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*devices = { \(.*\) }.*/\1/p'; }
-ft_handle() { in_router nft -a list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*flowtable ft { # handle \([0-9]*\).*/\1/p'; }
-# Handles are numbered per table: a re-created table's first flowtable gets the old
-# flowtable's handle again. The table's own handle comes from a per-namespace counter,
-# so "table/flowtable" changes whenever either was re-created.
-table_handle() { in_router nft -a list table inet offloadd 2>/dev/null | sed -n '1s/.*# handle \([0-9]*\).*/\1/p'; }
-ft_identity() { local t f; t=$(table_handle); f=$(ft_handle); [ -n "$t" ] && [ -n "$f" ] && echo "$t/$f"; }
-ft_has() { ft_devices | tr -d ' ' | tr ',' '\n' | grep -qx "$1"; }
-ft_lacks() { ! ft_has "$1"; }
 device_state() { # device_state NAME: the daemon's state for a configured device
     "$OFFLOADD" status --json 2>/dev/null | python3 -c '
 import json, sys

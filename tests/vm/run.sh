@@ -2,7 +2,7 @@
 # VM tier: boots the Debian kernel (which has flowtables) with virtme-ng under TCG and
 # runs tests/vm/guest.sh in it. Judges the guest's results on the host: vng's own exit
 # code is not reliable under the console fallback. Usage: run.sh [OFFLOADD_BINARY]
-# VM_ONLY=openwrt, policy, gateway, big or ha runs that part alone (for work on it; CI runs everything).
+# VM_ONLY=openwrt, policy, gateway, big, ha or fw4 runs that part alone (for work on it; CI runs everything).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 . "$repo/tests/lab/env.sh"
