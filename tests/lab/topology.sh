@@ -118,6 +118,13 @@ run_tcp() {
     in_lan iperf3 -c 198.18.2.2 -p "${3:-5201}" -t "$1" -b 100M -J >"$2" 2>&1 &
     TCP_PID=$!
 }
+# stop_tcp PORT: ends run_tcp's iperf3 itself ($TCP_PID is the in_lan subshell; killing
+# it leaves the client streaming until its -t runs out).
+stop_tcp() {
+    pkill -f "iperf3 -c 198.18.2.2 -p $1 " 2>/dev/null
+    wait "$TCP_PID" 2>/dev/null
+    poll 3 bash -c "! pgrep -f 'iperf3 -c 198.18.2.2 -p $1 ' >/dev/null"
+}
 # run_udp SECONDS PORT SPORT LOG: echo client in the background; sets UDP_PID.
 run_udp() {
     in_lan python3 "$LAB_DIR/udp_echo.py" client 198.18.2.2 "$2" "$1" "$3" >"$4" 2>&1 &

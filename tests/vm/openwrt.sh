@@ -21,16 +21,29 @@ ow_is_slow() { # the same observation, for a flow that must stay on the normal p
 ow_ct_offloaded() { in_ow conntrack -L "$@" 2>/dev/null | grep -q '\[OFFLOAD\]'; }
 export -f ow_ct_offloaded in_ow
 export OW
+# ow_wait_offloaded CONNTRACK_ARGS...: waits up to 20 s for the flow's OFFLOAD bit and
+# says how long it took in OW_WAITED, which ow_observe prints with its observation (in
+# lower case: ow_is_slow looks for the word OFFLOAD).
+ow_wait_offloaded() {
+    local t0; t0=$(now_ms)
+    if poll 20 ow_ct_offloaded "$@"; then
+        OW_WAITED="offloaded $(($(now_ms) - t0)) ms after the stream started"
+    else
+        OW_WAITED="not offloaded within 20 s of the stream's start"
+    fi
+}
 # ow_observe CONNTRACK_ARGS...: the one observation the checks judge.
 ow_observe() {
     local c0 c1
     c0=$(ow_forward_packets); sleep 2; c1=$(ow_forward_packets)
-    echo "forward packets: $((c1 - c0)) in 2 s"
+    echo "forward packets: $((c1 - c0)) in 2 s (${OW_WAITED:-})"
     in_ow conntrack -L "$@" 2>/dev/null
 }
 # ow_tcp NS DEST [PORT] [SECONDS]: a capped iperf3 stream in the background; sets OW_TCP_PID.
+# 40 s by default, which ow_stop_streams cuts short: under TCG on a slow machine the
+# stream must still run after its wait for OFFLOAD and the 2 s observation.
 ow_tcp() {
-    ip netns exec "$1" iperf3 -c "$2" -p "${3:-5201}" -t "${4:-12}" -b 20M -J >"$OW_TMP/iperf-$1-$2.json" 2>&1 &
+    ip netns exec "$1" iperf3 -c "$2" -p "${3:-5201}" -t "${4:-40}" -b 20M -J >"$OW_TMP/iperf-$1-$2.json" 2>&1 &
     OW_TCP_PID=$!
 }
 ow_stop_streams() {
@@ -41,6 +54,7 @@ ow_stop_streams() {
         done
     done
     wait "${OW_TCP_PID:-}" 2>/dev/null
+    OW_WAITED=""  # (ow_observe runs in $(...): it cannot clear it itself)
     return 0
 }
 
@@ -83,7 +97,7 @@ else
 
     # NAT out over PPPoE (masquerade), IPv4.
     ow_tcp "$OWH1" 198.18.3.1
-    poll 10 ow_ct_offloaded -p tcp --dport 5201 -d 198.18.3.1
+    ow_wait_offloaded -p tcp --dport 5201 -d 198.18.3.1
     OBS=$(ow_observe -p tcp --dport 5201 -d 198.18.3.1)
     judge pppoe_nat_v4_offloaded "$OBS" ow_is_fast
     judge pppoe_nat_reply_is_the_masqueraded_side "$OBS" grep -q 'dst=198.18.3.2'
@@ -93,25 +107,25 @@ else
 
     # IPv6 over the same session (routed, no NAT).
     ow_tcp "$OWH1" fd00:3::1
-    poll 10 ow_ct_offloaded -f ipv6 -p tcp --dport 5201
+    ow_wait_offloaded -f ipv6 -p tcp --dport 5201
     judge pppoe_v6_offloaded "$(ow_observe -f ipv6 -p tcp --dport 5201)" ow_is_fast
     ow_stop_streams
 
     # A port forward from the ISP side to owh2 (DNAT both ways through fw4's chains).
     ow_tcp "$OWISP" 198.18.3.2 8080
-    poll 10 ow_ct_offloaded -p tcp --dport 8080
+    ow_wait_offloaded -p tcp --dport 8080
     judge dnat_port_forward_offloaded "$(ow_observe -p tcp --dport 8080)" ow_is_fast
     ow_stop_streams
 
     # Into the WireGuard tunnel (its own zone).
     ow_tcp "$OWH1" 198.18.20.2
-    poll 10 ow_ct_offloaded -p tcp --dport 5201 -d 198.18.20.2
+    ow_wait_offloaded -p tcp --dport 5201 -d 198.18.20.2
     judge wireguard_flow_offloaded "$(ow_observe -p tcp --dport 5201 -d 198.18.20.2)" ow_is_fast
     ow_stop_streams
 
     # The guest VLAN out to the internet.
     ow_tcp "$OWG" 198.18.3.1
-    poll 10 ow_ct_offloaded -p tcp --dport 5201 -s 198.18.30.2
+    ow_wait_offloaded -p tcp --dport 5201 -s 198.18.30.2
     judge guest_vlan_flow_offloaded "$(ow_observe -p tcp --dport 5201 -s 198.18.30.2)" ow_is_fast
     ow_stop_streams
 
@@ -133,7 +147,7 @@ else
     sleep 1
     if pppoe_up; then ok pppoe_reconnected; else fail pppoe_reconnected "$(tail -5 "$OW_TMP/pppd.log")"; fi
     ow_tcp "$OWH1" 198.18.3.1
-    poll 10 ow_ct_offloaded -p tcp --dport 5201 -d 198.18.3.1
+    ow_wait_offloaded -p tcp --dport 5201 -d 198.18.3.1
     judge offloaded_after_pppoe_reconnect "$(ow_observe -p tcp --dport 5201 -d 198.18.3.1)" ow_is_fast
     ow_stop_streams
     judge ow_no_error_logged "$(grep -E ' ERROR ' "$OUT/offloadd-ow.log" | head -3)" bash -c '! grep -q .'
