@@ -80,8 +80,8 @@ wait "$TCP_PID"
 in_router nft delete table inet fw4
 poll 10 table_exists
 TAKE_LINE=$(grep 'no other flowtable covers our devices any more' "$OUT/offloadd-fw4auto.log" | tail -1)
-TAKE_MS=$(sed -n 's/.*since_change_ms=\([0-9]*\).*/\1/p' <<<"$TAKE_LINE")
-APPLY_MS=$(grep 'applied ruleset' "$OUT/offloadd-fw4auto.log" | tail -1 | sed -n 's/.*took_ms=\([0-9]*\).*/\1/p')
+TAKE_MS=$(log_num since_change_ms <<<"$TAKE_LINE")
+APPLY_MS=$(grep 'applied ruleset' "$OUT/offloadd-fw4auto.log" | tail -1 | log_num took_ms)
 echo "fw4 table deleted: offloadd decided to manage ${TAKE_MS:-never} ms after the kernel reported it, and applied its table in ${APPLY_MS:-?} ms" >>"$OUT/report-links.txt"
 check takes_over_without_restart "since_change_ms=${TAKE_MS:-none} took_ms=${APPLY_MS:-none}; $(tail -2 "$OUT/offloadd-fw4auto.log")" \
     bash -c "[ -n '$TAKE_MS' ] && [ '${TAKE_MS:-9999}' -le 1000 ] && role_is manage"
@@ -137,7 +137,7 @@ in_router nft delete table inet fw4
 fw4_table
 poll 10 bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
 BACK_LINE=$(grep 'another flowtable now covers our devices' "$OUT/offloadd-fw4auto.log" | tail -1)
-BACK_MS=$(sed -n 's/.*since_change_ms=\([0-9]*\).*/\1/p' <<<"$BACK_LINE")
+BACK_MS=$(log_num since_change_ms <<<"$BACK_LINE")
 echo "fw4's flowtable back: offloadd observing and its table removed ${BACK_MS:-never} ms after the kernel reported it" >>"$OUT/report-links.txt"
 check hands_back_when_fw4_flowtable_returns "since_change_ms=${BACK_MS:-none}; $BACK_LINE; table inet offloadd: $(in_router nft list table inet offloadd 2>&1 | head -1)" \
     bash -c "[ -n '$BACK_MS' ] && [ '${BACK_MS:-9999}' -le 1000 ] && role_is observe && ! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"

@@ -62,7 +62,10 @@ offloaded() { flows "$1" "$2" | grep -q '\[OFFLOAD\]'; }
 # role_is manage|observe: the running daemon's role.
 role_is() { "$OFFLOADD" status --json 2>/dev/null | python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["role"] != sys.argv[1])' "$1" 2>/dev/null; }
 export -f role_is
-# Our flowtable as the kernel has it (links.sh and fw4.sh).
+# log_num NAME: NAME's number in the daemon's log line on stdin (since_change_ms, took_ms).
+log_num() { sed -n "s/.*$1=\([0-9]*\).*/\1/p"; }
+# Our flowtable as the kernel has it, and a device as the daemon has it (links.sh,
+# fw4.sh, policy.sh: each part also runs alone).
 ft_devices() { in_router nft list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*devices = { \(.*\) }.*/\1/p'; }
 ft_handle() { in_router nft -a list flowtable inet offloadd ft 2>/dev/null | sed -n 's/.*flowtable ft { # handle \([0-9]*\).*/\1/p'; }
 # Handles are numbered per table: a re-created table's first flowtable gets the old
@@ -72,6 +75,14 @@ table_handle() { in_router nft -a list table inet offloadd 2>/dev/null | sed -n 
 ft_identity() { local t f; t=$(table_handle); f=$(ft_handle); [ -n "$t" ] && [ -n "$f" ] && echo "$t/$f"; }
 ft_has() { ft_devices | tr -d ' ' | tr ',' '\n' | grep -qx "$1"; }
 ft_lacks() { ! ft_has "$1"; }
+device_state() { # device_state NAME: the daemon's state for a configured device
+    "$OFFLOADD" status --json 2>/dev/null | python3 -c '
+import json, sys
+for d in json.load(sys.stdin)["devices"]:
+    if d["name"] == sys.argv[1]:
+        print(d["state"], d.get("why", ""))' "$1"
+}
+export -f device_state
 
 conf() { # conf FILE HARDWARE [extra lines]
     local f=$1 hw=$2; shift 2
@@ -82,11 +93,11 @@ modprobe -a nf_flow_table_inet nft_flow_offload nf_conntrack_netlink 2>/dev/null
 # SECTION (third argument, from VM_ONLY): "all", "openwrt" for that lab alone, or
 # "policy" for the two-veth lab's firewall checks alone, "gateway" for gateway.sh alone,
 # "big" for big.sh alone, "ha" for ha.sh, why.sh and top.sh alone, "fw4" for fw4.sh.
-if [ "${3:-all}" = policy ]; then
+if [ "${3:-all}" = policy ] || [ "${3:-all}" = fw4 ]; then
     lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
     add_forward_counter
     start_servers 7777 5060
-    . "$REPO/tests/vm/policy.sh"
+    . "$REPO/tests/vm/$3.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0
@@ -104,15 +115,6 @@ if [ "${3:-all}" = ha ]; then
     . "$REPO/tests/vm/ha.sh"
     . "$REPO/tests/vm/why.sh"
     . "$REPO/tests/vm/top.sh"
-    lab_down
-    echo complete >"$OUT/done"
-    exit 0
-fi
-if [ "${3:-all}" = fw4 ]; then
-    lab_up || { fail lab_up "could not build the lab"; echo complete >"$OUT/done"; exit 0; }
-    add_forward_counter
-    start_servers 7777 5060
-    . "$REPO/tests/vm/fw4.sh"
     lab_down
     echo complete >"$OUT/done"
     exit 0

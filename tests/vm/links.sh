@@ -1,14 +1,6 @@
 # VM tier, sourced by guest.sh: devices that come and go (issue 4). Uses guest.sh's
 # helpers (check, poll, conf, offloaded, on_path) and the lab from topology.sh.
 
-device_state() { # device_state NAME: the daemon's state for a configured device
-    "$OFFLOADD" status --json 2>/dev/null | python3 -c '
-import json, sys
-for d in json.load(sys.stdin)["devices"]:
-    if d["name"] == sys.argv[1]:
-        print(d["state"], d.get("why", ""))' "$1"
-}
-export -f device_state
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$OFFLOADD_PID/status"; }
 # rss_settled: the least of 6 RSS readings 0.5 s apart, i.e. across a resync (every 2 s).
 # One reading can land while a dump's chunks or an apply's buffers are alive: the soak

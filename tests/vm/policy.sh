@@ -51,7 +51,7 @@ stream_after_drop() {
     # The daemon's own share: from the kernel's notification of the commit to the end of
     # the flush (its log line's since_change_ms). FLUSH_MS also counts nft's start and
     # run under TCG (0.5 to 1.9 s seen), which is not the daemon's.
-    [ -n "$line" ] && DAEMON_MS=$(sed -n 's/.*since_change_ms=\([0-9]*\).*/\1/p' <<<"$line")
+    [ -n "$line" ] && DAEMON_MS=$(log_num since_change_ms <<<"$line")
     sleep 1
     rx1=$(wan_rx); sleep 1; rx2=$(wan_rx)
     PASSED=$((rx2 - rx1))
@@ -59,9 +59,7 @@ stream_after_drop() {
     # $TCP_PID is run_tcp's subshell (in_lan is a function): stop iperf3 itself, or a
     # 30 s stream this rule dropped resumes when a later reload removes the rule (CI on
     # 8e55d6b: 38 MB a second reached the wan host in busy.sh's reload check).
-    pkill -f "iperf3 -c 198.18.2.2 -p $port " 2>/dev/null
-    wait "$TCP_PID" 2>/dev/null
-    poll 3 bash -c "! pgrep -f 'iperf3 -c 198.18.2.2 -p $port ' >/dev/null"
+    stop_tcp "$port"
 }
 
 # Without the flush: the offloaded stream goes on past the new drop rule.
