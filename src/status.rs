@@ -60,6 +60,10 @@ pub struct Status {
     #[serde(default)]
     pub commits_not_flushed: u64,
     pub warnings: Vec<String>,
+    /// What keeps `[metrics]` from publishing ("textfile: ...", "listen: ..."): a
+    /// directory, a refused trap at the file's name, a port or a sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics_errors: Vec<String>,
     pub resync_interval_ms: u64,
     /// `None` when the conntrack watcher could not start (see `conntrack_error`).
     pub conntrack: Option<Stats>,

@@ -54,6 +54,11 @@ pub fn gather(source: &Source) -> Facts {
         }
     };
     x.config = Some(Ok(cfg.clone()));
+    x.textfile = cfg
+        .metrics
+        .textfile
+        .as_deref()
+        .map(|p| crate::publish::check_target(p).map_err(|e| e.to_string()));
     let mut links = LinkSnapshot::current().unwrap_or_default();
     if cfg.offload.hardware != Hardware::Off {
         links.resolve_lowers(&cfg.offload.devices, Path::new(crate::link::SYSFS_NET));

@@ -76,6 +76,8 @@ pub struct Facts {
     pub mlx5: Vec<(Mlx5Port, Option<bool>)>,
     /// The devices this machine has, when none of the configured ones exists.
     pub present: Vec<String>,
+    /// `[metrics] textfile`: what the daemon would find at its name and directory.
+    pub textfile: Option<Result<(), String>>,
 }
 
 /// What an offloaded-only conntrack dump showed.
@@ -116,6 +118,13 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
         }
         None => None,
     };
+    if let Some(Err(e)) = &x.textfile {
+        out.push(f(
+            Level::Warn,
+            format!("metrics textfile: {e}"),
+            Some("offload is not affected; the daemon logs the same and shows it in status"),
+        ));
+    }
     match &x.plan {
         Some(Ok(d)) => {
             let devs: Vec<&str> = d.devices().collect();

@@ -284,3 +284,16 @@ fn mlx5_in_legacy_mode_is_told_how_to_reach_switchdev() {
         "mlx5 eth0 (pci/0000:3b:00.0): eswitch in switchdev mode, representor p0, hw-tc-offload on"
     );
 }
+
+#[test]
+fn a_refused_metrics_textfile_is_a_warning_with_the_daemon_s_reason() {
+    let mut x = base();
+    x.textfile = Some(Err(
+        "/srv/prom/offloadd.prom: is a symbolic link, not a regular file".into(),
+    ));
+    let all = findings(&x);
+    let w = find(&all, "metrics textfile");
+    assert_eq!(w.level, Level::Warn);
+    assert!(w.what.contains("symbolic link"), "{w:?}");
+    assert_eq!(exit_code(&x, &all), 0, "metrics do not fail check");
+}

@@ -242,6 +242,7 @@ fn init_logging(filter: &str) {
 }
 
 fn run(config: ConfigSource, socket: PathBuf) -> anyhow::Result<ExitCode> {
+    crate::daemon::drop_privileges();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -13,6 +13,9 @@
 //! - any failure → `{"error":"..."}`
 
 mod client;
+mod clients;
+
+pub use clients::MAX_CLIENTS;
 
 pub use client::{
     flush, get_history, get_status, stream_flow_lines, stream_flows, watch_transitions, ClientError,
@@ -120,12 +123,17 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 pub async fn serve(listener: UnixListener, shared: Shared) {
+    let clients = clients::Clients::default();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                let Some(ticket) = clients.admit(MAX_CLIENTS) else {
+                    tokio::spawn(busy(stream));
+                    continue;
+                };
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, shared).await {
+                    if let Err(e) = handle(stream, shared, ticket).await {
                         debug!("control client: {e}");
                     }
                 });
@@ -145,16 +153,33 @@ pub fn parse_request(bytes: &[u8]) -> Result<Request, String> {
     serde_json::from_str::<Request>(line.trim()).map_err(|e| e.to_string())
 }
 
-async fn handle(stream: UnixStream, shared: Shared) -> io::Result<()> {
+/// Every slot is streaming: said at once, so the client does not wait for nothing.
+async fn busy(mut stream: UnixStream) {
+    let line = format!(
+        "{}\n",
+        error_json(format!(
+            "busy: {MAX_CLIENTS} clients are being served; try again"
+        ))
+    );
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(line.as_bytes())).await;
+}
+
+async fn handle(stream: UnixStream, shared: Shared, mut ticket: clients::Ticket) -> io::Result<()> {
     // The file mode keeps others out; the peer check closes the window between bind
     // and chmod (and covers a socket someone opened up).
     let uid = stream.peer_cred()?.uid();
     let (read, mut write) = stream.into_split();
     let mut bytes = Vec::new();
     let mut reader = TokioBufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-    tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut bytes))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within 5 s"))??;
+    tokio::select! {
+        read = tokio::time::timeout(Duration::from_secs(5), reader.read_until(b'\n', &mut bytes)) => {
+            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request within 5 s"))??;
+        }
+        _ = &mut ticket.evicted => {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "closed idle: the slot went to a newer client"));
+        }
+    }
+    ticket.serving();
     // Answered only after the request is read, so the client sees why, not a broken pipe.
     // SAFETY: geteuid has no preconditions.
     if uid != 0 && uid != unsafe { libc::geteuid() } {
@@ -279,7 +304,9 @@ async fn watch(shared: &Shared, mut write: tokio::net::unix::OwnedWriteHalf) -> 
         };
         let mut text = serde_json::to_string(&line)?;
         text.push('\n');
-        write.write_all(text.as_bytes()).await?;
+        // A watcher that stops reading is dropped like a listing's, not kept forever
+        // with its transitions piling up in the socket.
+        put(&mut write, text.as_bytes()).await?;
     }
 }
 

@@ -6,6 +6,7 @@
 //! blocks: the kernel is talked to from the nft and conntrack threads.
 
 mod apply;
+mod caps;
 mod flush;
 mod react;
 mod sysctl;
@@ -89,6 +90,20 @@ fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::explain
         exclude: cfg.offload.exclude.clone(),
         exclude_file: exclude_file.display().to_string(),
         l3_devices: cfg.offload.l3_devices.clone(),
+    }
+}
+
+/// Keeps only the capabilities the daemon needs (caps.rs), before any thread starts.
+/// Without root (a test, `run` by hand with capabilities) what is there shrinks anyway.
+pub fn drop_privileges() {
+    match caps::drop_to(&caps::KEEP) {
+        Ok(d) => info!(
+            bounding_set = d.bounding,
+            "capabilities dropped but CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; no_new_privs set"
+        ),
+        Err(e) => {
+            warn!("could not drop capabilities ({e}); running with those it was started with")
+        }
     }
 }
 
@@ -216,9 +231,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 info!(config = %opts.config, "reloading");
                 let started = Instant::now();
-                let new_cfg = match opts.config.load() {
-                    Ok(c) => c,
+                // Reading and checking a config is file I/O and may be large: done on a
+                // blocking thread, so status and conntrack answer meanwhile.
+                let source = opts.config.clone();
+                let new_cfg = match tokio::task::spawn_blocking(move || source.load()).await {
+                    Ok(Ok(c)) => c,
                     Err(e) => {
+                        error!("loading the config stopped: {e}; keeping the running ruleset");
+                        continue;
+                    }
+                    Ok(Err(e)) => {
                         error!("{e}; keeping the running ruleset");
                         view::failed(&mut status.lock().unwrap(), &e.into(), started.elapsed());
                         continue;
@@ -360,7 +382,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
     crate::notify::notify("STOPPING=1");
-    publisher.stop();
+    // The table first: nothing the metrics writer meets may delay what makes traffic
+    // take the normal path again.
     if let Role::Manage { .. } = role {
         sysctls.restore();
         match nft.remove().await {
@@ -371,6 +394,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Err(e) => error!("{e}"),
         }
     }
+    publisher.stop().await;
     Ok(())
 }
 

@@ -305,6 +305,10 @@ pub fn status_text(st: &Status) -> String {
         let label = if i == 0 { "warnings:" } else { "" };
         let _ = writeln!(o, "{label:<11} {w}");
     }
+    for (i, e) in st.metrics_errors.iter().enumerate() {
+        let label = if i == 0 { "metrics:" } else { "" };
+        let _ = writeln!(o, "{label:<11} {e}");
+    }
     o
 }
 

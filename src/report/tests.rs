@@ -163,6 +163,7 @@ fn status() -> Status {
             error: None,
         }),
         warnings: vec!["wlan0: configured device does not exist".into()],
+        metrics_errors: vec![],
         resync_interval_ms: 2000,
         conntrack: Some(Stats {
             slow: 12,
