@@ -262,6 +262,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 *rules.lock().unwrap() = explain_rules(&cfg, &exclude_file);
                 role = new_role;
                 view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);
+                info!(took_ms = started.elapsed().as_millis() as u64, "config reloaded");
                 converge = Some(Why::Start);
             }
             changed = links.changed(), if links_alive => {
