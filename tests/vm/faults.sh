@@ -59,3 +59,22 @@ check concurrent_nft_flushes_counted "$flushes flushes" test "$flushes" -ge 1
 check concurrent_nft_daemon_alive "daemon exited" kill -0 "$OFFLOADD_PID"
 kill -TERM "$OFFLOADD_PID"; wait "$OFFLOADD_PID"
 in_router nft delete table inet other 2>/dev/null
+
+# A FIFO at the metrics textfile's name and at the temporary name offloadd once wrote
+# through (issue 26: an open of it blocked the daemon's last write, so SIGTERM never
+# removed the table): refused, and SIGTERM still removes the table within 2 s.
+mkdir -p "$T/prom"
+conf "$T/faults-prom.toml" off '[metrics]' "textfile = \"$T/prom/offloadd.prom\"" 'interval = "200ms"'
+mkfifo "$T/prom/offloadd.prom"
+start_offloadd "$T/faults-prom.toml" "$OUT/offloadd-faults3.log"
+mkfifo "$T/prom/.offloadd.prom.$OFFLOADD_PID.tmp"
+poll 5 grep -q 'is a FIFO' "$OUT/offloadd-faults3.log"
+t0=$(now_ms)
+kill -TERM "$OFFLOADD_PID"
+poll 5 bash -c "! kill -0 $OFFLOADD_PID 2>/dev/null"
+STOP_MS=$(($(now_ms) - t0))
+wait "$OFFLOADD_PID" 2>/dev/null
+check textfile_fifo_refused "$(grep -m1 -i 'textfile' "$OUT/offloadd-faults3.log")" grep -q 'is a FIFO' "$OUT/offloadd-faults3.log"
+check sigterm_with_textfile_trap_removes_table_within_2s "gone after ${STOP_MS} ms; $(grep -m1 'removed table' "$OUT/offloadd-faults3.log")" \
+    bash -c "test $STOP_MS -le 2000 && grep -q 'removed table' '$OUT/offloadd-faults3.log' && ! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
+rm -rf "$T/prom"
