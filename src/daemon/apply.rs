@@ -12,7 +12,7 @@ use super::{view, Links};
 use crate::config::{Config, Hardware};
 use crate::link::{self, LinkSnapshot};
 use crate::nft::{Applied, ApplyRequest, NftError, NftHandle};
-use crate::plan::{choose_priority, plan, TABLE};
+use crate::plan::{choose_priority, plan, Desired, TABLE};
 use crate::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and read-back.
@@ -31,12 +31,23 @@ pub enum Why {
 
 /// The devices to plan with: the link watcher's snapshot and, when hardware offload is
 /// asked for, the lower devices of the configured ones (from sysfs, as fw4 does).
-fn links_for(cfg: &Config, links: &Links) -> LinkSnapshot {
-    let mut snap = links.borrow().clone();
+fn links_for(cfg: &Config, mut snap: LinkSnapshot) -> LinkSnapshot {
     if cfg.offload.hardware != Hardware::Off {
         snap.resolve_lowers(&cfg.offload.devices, Path::new(link::SYSFS_NET));
     }
     snap
+}
+
+/// Plans on a blocking thread: sysfs is read for lower devices, and a config near the
+/// limits (docs/limits.md) makes thousands of rules; `status` answers meanwhile.
+async fn plan_off_thread(cfg: &Config, path: &Path, links: &Links) -> anyhow::Result<Desired> {
+    let (cfg, snap) = (cfg.clone(), links.borrow().clone());
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        plan(&cfg, &links_for(&cfg, snap))
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))
+    })
+    .await?
 }
 
 async fn apply(
@@ -50,8 +61,7 @@ async fn apply(
     let mut tries = 0;
     let mut flushed = false;
     loop {
-        let mut desired = plan(cfg, &links_for(cfg, links))
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+        let mut desired = plan_off_thread(cfg, path, links).await?;
         // After every other forward chain as the kernel has them now; a chain added
         // later is a ruleset change, which brings us back here.
         let others = nft.read().await?.foreign_forward;
