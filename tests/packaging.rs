@@ -1,5 +1,6 @@
 //! The OpenWrt package and the systemd unit: the procd init script against a stand-in
-//! for rc.common/procd, the rpcd plugin, the default UCI file, and the unit file.
+//! for rc.common/procd, its capability set, the rpcd plugin, the default UCI file, and
+//! the unit file.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -37,6 +38,7 @@ calls() { printf '%s\n' "$*" >>"$LOG"; }
 procd_open_instance() { calls open_instance "$@"; }
 procd_set_param() { calls set_param "$@"; }
 procd_close_instance() { calls close_instance; }
+procd_add_jail() { calls add_jail "$@"; }
 procd_add_reload_trigger() { calls reload_trigger "$@"; }
 procd_send_signal() { calls send_signal "$@"; }
 . "$INIT"
@@ -78,6 +80,9 @@ fn init_script_declares_the_instance_and_reload_sends_sighup() {
         "set_param stdout 1",
         "set_param stderr 1",
         "set_param file /etc/config/offloadd /etc/config/firewall /etc/config/network",
+        "add_jail offloadd",
+        "set_param capabilities /etc/capabilities/offloadd.json",
+        "set_param no_new_privs 1",
         "close_instance",
         "reload_trigger offloadd firewall network",
         "send_signal offloadd * HUP",
@@ -105,6 +110,63 @@ fn init_and_rpcd_scripts_pass_shellcheck() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+/// The capabilities procd's ujail leaves offloadd on OpenWrt: the same two as the systemd
+/// unit's CapabilityBoundingSet, in every set of the JSON (ujail reads bounding, effective,
+/// inheritable, permitted and ambient; a name it does not know fails the start), and the
+/// file is installed where the init script points procd.
+#[test]
+fn procd_capabilities_match_the_unit_and_are_installed() {
+    let want = ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"];
+    let json = std::fs::read_to_string(files().join("offloadd.capabilities.json")).unwrap();
+    let caps: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let sets = caps.as_object().expect("a JSON object");
+    let mut names: Vec<&String> = sets.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ambient",
+            "bounding",
+            "effective",
+            "inheritable",
+            "permitted"
+        ]
+    );
+    for (set, list) in sets {
+        let list: Vec<&str> = list
+            .as_array()
+            .unwrap_or_else(|| panic!("{set} is not a list"))
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(list, want, "{set}");
+    }
+    // ujail looks each name up in the kernel's list (capabilities-names.h).
+    if let Ok(header) = std::fs::read_to_string("/usr/include/linux/capability.h") {
+        for c in want {
+            assert!(
+                header.contains(&format!("#define {c} ")),
+                "{c} is not a capability"
+            );
+        }
+    }
+    let unit = std::fs::read_to_string(repo().join("config/offloadd.service")).unwrap();
+    let bounding = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit has a CapabilityBoundingSet");
+    assert_eq!(bounding.split_whitespace().collect::<Vec<_>>(), want);
+    let init = std::fs::read_to_string(files().join("offloadd.init")).unwrap();
+    assert!(init.contains("procd_set_param capabilities /etc/capabilities/offloadd.json\n"));
+    let make = std::fs::read_to_string(repo().join("openwrt-package/Makefile")).unwrap();
+    assert!(
+        make.contains(
+            "$(INSTALL_DATA) ./files/offloadd.capabilities.json $(1)/etc/capabilities/offloadd.json\n"
+        ),
+        "the Makefile does not install the capabilities where the init script points"
+    );
 }
 
 fn rpcd(args: &[&str]) -> serde_json::Value {
