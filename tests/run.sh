@@ -30,6 +30,10 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --check >/dev/null || { echo "cargo fmt --check: the tree is not formatted (run cargo fmt)"; script_fail=$((script_fail + 1)); }
 fi
 
+echo "== sandbox: the shipped systemd unit, run by systemd in namespaces of its own"
+tests/sandbox.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"
+sandbox_rc=${PIPESTATUS[0]}
+
 t_vm=$(date +%s)
 echo "== VM tier"
 tests/vm/run.sh "$repo/target/release/offloadd" 2>&1 | tee -a "$log"
@@ -40,11 +44,12 @@ echo "== cross tier (aarch64, armv7, s390x under qemu-user)"
 tests/cross.sh 2>&1 | tee -a "$log"
 cross_rc=${PIPESTATUS[0]}
 
-passed=$(awk '/^test result:/ {gsub(";", ""); p += $4} /^vm: [0-9]+ passed/ {p += $2} END {print p + 0}' "$log")
-failed=$(awk '/^test result:/ {gsub(";", ""); f += $6} /^vm: [0-9]+ passed/ {f += $4} END {print f + 0}' "$log")
+passed=$(awk '/^test result:/ {gsub(";", ""); p += $4} /^(vm|sandbox): [0-9]+ passed/ {p += $2} END {print p + 0}' "$log")
+failed=$(awk '/^test result:/ {gsub(";", ""); f += $6} /^(vm|sandbox): [0-9]+ passed/ {f += $4} END {print f + 0}' "$log")
 failed=$((failed + script_fail))
 [ "$cargo_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 [ "$vm_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
+[ "$sandbox_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 [ "$cross_rc" -ne 0 ] && [ "$failed" -eq 0 ] && failed=1
 echo "times: setup, build and cargo tiers $((t_vm - t_start)) s; VM $((t_cross - t_vm)) s; cross $(since "$t_cross"); all $(since "$t_start")"
 echo "total: $passed passed, $failed failed"
