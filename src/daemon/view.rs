@@ -105,7 +105,9 @@ pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
         .collect()
 }
 
-/// A successful apply: devices, hardware, kernel facts, warnings.
+/// A successful apply: devices, hardware, kernel facts, warnings. A hardware refusal is
+/// kept in `hardware.refused` (metrics) and explained once, at the device it belongs
+/// to (`Device::why`); it is no warning: software offload runs.
 pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
     if a.desired.flowtable.is_some() {
         st.kernel_flowtables = Some(true);
@@ -146,11 +148,6 @@ pub fn applied(st: &mut Status, cfg: &Config, a: &Applied) {
         .missing
         .iter()
         .map(|d| format!("{d}: configured device does not exist; added when it appears"))
-        .chain(
-            refused
-                .iter()
-                .map(|r| format!("{}: hardware offload refused: {}", r.device, r.reason)),
-        )
         .chain(
             a.left_out
                 .iter()
@@ -241,3 +238,7 @@ pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;

@@ -190,9 +190,6 @@ pub fn status_text(st: &Status) -> String {
         "hardware:   {} -> {}",
         st.hardware.policy, st.hardware.state
     );
-    for r in &st.hardware.refused {
-        let _ = writeln!(o, "            {}: {}", r.device, r.reason);
-    }
     if let Some(p) = st.priority {
         let _ = writeln!(
             o,

@@ -199,7 +199,6 @@ offloadd 0.1.0, pid 42, up 3m12s, config /etc/offloadd/offloadd.toml
 mode:       manage (mode = \"auto\" and no other flowtable covers the configured devices)
 kernel:     flowtables yes, table owner flag yes
 hardware:   auto -> fallback
-            lan0: driver does not support TC_SETUP_FT (EOPNOTSUPP)
 priority:   forward chain at 200 (after every other forward chain (highest: inet fw4 forward (filter)))
 devices:    lan0    in flowtable (software): hardware refused
             wlan0   missing (added when it appears)
