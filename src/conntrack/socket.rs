@@ -27,7 +27,7 @@ const RECV_BUFFER: usize = 64 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DumpFilter {
     All,
-    /// Entries with IPS_OFFLOAD set (software and hardware). Linux ≥ 5.19 filters in the
+    /// Entries with IPS_OFFLOAD set (software and hardware). Linux ≥ 5.15 filters in the
     /// kernel (CTA_STATUS + CTA_STATUS_MASK); older kernels ignore the attributes and
     /// return everything, so callers always classify what comes back.
     Offloaded,

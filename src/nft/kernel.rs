@@ -142,11 +142,15 @@ impl Nft {
                 return Ok(None);
             }
         }
+        // A trial ends without NFNL_MSG_BATCH_END: the kernel validates and aborts it,
+        // so there is nothing to read back, only the lost verdict.
+        let what = match how {
+            Delivery::Trial => "the kernel's answers to a trial batch were lost (a trial commits nothing); try again",
+            _ => "the kernel's answers were lost and the ruleset does not read back as sent",
+        };
         first.map(Some).ok_or_else(|| NftError::Io {
             context: "sending an nf_tables batch",
-            error: std::io::Error::other(
-                "the kernel's answers were lost and the ruleset does not read back as sent",
-            ),
+            error: std::io::Error::other(what),
         })
     }
 
