@@ -6,7 +6,7 @@
 # falls back), a restart converges in under a second and the stream is offloaded again.
 conf "$T/faults.toml" off
 start_offloadd "$T/faults.toml" "$OUT/offloadd-faults1.log"
-run_tcp 14 "$T/iperf-faults.json"
+run_tcp 25 "$T/iperf-faults.json"
 poll 10 offloaded tcp 5201
 kill -KILL "$OFFLOADD_PID"; wait "$OFFLOADD_PID" 2>/dev/null
 poll 3 bash -c "! ip netns exec $R nft list table inet offloadd >/dev/null 2>&1"
@@ -25,10 +25,13 @@ applied=$(grep -m1 'applied ruleset' "$OUT/offloadd-faults2.log" | cut -d' ' -f1
 UP_MS=$(( $(date -d "$applied" +%s%3N) - $(date -d "$started" +%s%3N) ))
 EXEC_MS=$(( $(date -d "$started" +%s%3N) - t0 ))
 t1=$(now_ms)
-poll 10 offloaded tcp 5201; REOFF_MS=$(($(now_ms) - t1))
+# The observation the poll matched is the one judged: the stream may end (and leave the
+# flowtable) right after, on a machine slow enough that the restart took most of its life.
+reoffloaded() { REOFF_OBS=$(flows tcp 5201); grep -q '\[OFFLOAD\]' <<<"$REOFF_OBS"; }
+poll 10 reoffloaded; REOFF_MS=$(($(now_ms) - t1))
 echo "restart after kill -9: ruleset applied ${UP_MS} ms after the daemon's first log line (process start before it: ${EXEC_MS} ms; $(($(now_ms) - t0 - REOFF_MS)) ms until the lab saw the table), stream offloaded again ${REOFF_MS} ms later" >>"$OUT/report-faults.txt"
 check restart_converges_within_1s "${UP_MS} ms from start to applied (process start ${EXEC_MS} ms)" test "$UP_MS" -le 1000
-judge restart_reoffloads_running_stream "$(flows tcp 5201)" has_offload
+judge restart_reoffloads_running_stream "${REOFF_OBS:-no flow listed}" has_offload
 wait "$TCP_PID"
 
 # Another program rewrites its own table in a loop (as fw4 or a VPN script would) while
