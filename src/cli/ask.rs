@@ -58,10 +58,10 @@ pub(super) fn flush(socket: &std::path::Path, json: bool) -> anyhow::Result<Exit
 
 pub(super) fn why(
     socket: &std::path::Path,
-    target: crate::history::Target,
+    target: crate::view::history::Target,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let (answers, missed) = crate::why::ask(socket, target)?;
+    let (answers, missed) = super::why::ask(socket, target)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&answers)?);
     } else if answers.is_empty() {
@@ -70,7 +70,7 @@ pub(super) fn why(
             target
         );
     } else {
-        print!("{}", crate::why::text(&answers, missed));
+        print!("{}", super::why::text(&answers, missed));
     }
     Ok(if answers.is_empty() {
         ExitCode::from(1)

@@ -6,15 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use self::flows::NOT_RUNNING_NOTE;
 use crate::config::{self, Source as ConfigSource};
 use crate::conntrack::PathFilter;
 use crate::control::{self, ClientError, WatchLine, DEFAULT_SOCKET};
-use crate::flows::{self, NOT_RUNNING_NOTE};
 use crate::link::LinkSnapshot;
 use crate::plan::plan;
 use crate::report;
 
 mod ask;
+pub mod flows;
+pub mod top;
+pub mod why;
 use ask::{flush, print_metrics, print_status, why};
 
 #[derive(Parser)]
@@ -122,7 +125,7 @@ enum Command {
     /// path changes and the reason it is slow. Exit 1 when nothing matches.
     Why {
         /// An address, or address:port ([v6]:port for IPv6): either end, either direction.
-        target: crate::history::Target,
+        target: crate::view::history::Target,
         /// Print JSON (an array of {"flow", "history"}).
         #[arg(long)]
         json: bool,
@@ -196,10 +199,10 @@ pub fn main() -> ExitCode {
             lines,
             path,
             interval,
-        } => crate::top::run(
+        } => self::top::run(
             &socket,
             path,
-            crate::top::Options {
+            self::top::Options {
                 once,
                 json,
                 lines,

@@ -203,3 +203,11 @@ impl PathFilter {
         }
     }
 }
+
+/// net.netfilter.nf_conntrack_acct in this namespace: without it slow flows carry no
+/// byte counters (offloaded ones do, through the flowtable's `counter`).
+pub fn accounting_on() -> Option<bool> {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_acct")
+        .ok()
+        .map(|s| s.trim() != "0")
+}

@@ -144,7 +144,7 @@ pub struct FlowRecord {
     pub counters: Option<Counters>,
     /// Why a slow flow is not offloaded (filled by the daemon as it lists; `explain`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub why: Option<crate::explain::Why>,
+    pub why: Option<crate::view::explain::Why>,
 }
 
 impl FlowRecord {

@@ -356,7 +356,8 @@ impl FlowTracker {
                 counters: f.counters.as_deref().copied(),
                 // Slow again after a move: it left the flowtable (the listing's `why`
                 // decides whether something else explains it better).
-                why: (f.path == Path::Slow && f.moved).then(crate::explain::Why::left_flowtable),
+                why: (f.path == Path::Slow && f.moved)
+                    .then(crate::view::explain::Why::left_flowtable),
             })
             .collect()
     }

@@ -190,7 +190,10 @@ fn a_flow_back_from_the_flowtable_is_listed_as_having_left_it() {
     let f = &t.flows(None, ms(2001))[0];
     assert_eq!(
         (f.path, f.why.clone()),
-        (Path::Slow, Some(crate::explain::Why::left_flowtable()))
+        (
+            Path::Slow,
+            Some(crate::view::explain::Why::left_flowtable())
+        )
     );
 }
 

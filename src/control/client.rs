@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{Flushed, Request, WatchLine};
 use crate::conntrack::{FlowRecord, PathFilter};
-use crate::status::Status;
+use crate::view::status::Status;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +79,7 @@ pub fn get_status(path: &Path) -> Result<Status, ClientError> {
 }
 
 /// The daemon's last path changes (oldest first).
-pub fn get_history(path: &Path) -> Result<crate::history::History, ClientError> {
+pub fn get_history(path: &Path) -> Result<crate::view::history::History, ClientError> {
     answer(path, &Request::History)
 }
 

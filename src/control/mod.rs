@@ -34,7 +34,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use crate::conntrack::{unix_ms, FlowRecord, PathFilter, Transition, WatcherHandle};
-use crate::status::Status;
+use crate::view::status::Status;
 
 pub const DEFAULT_SOCKET: &str = "/run/offloadd.sock";
 const MAX_REQUEST: u64 = 4096;
@@ -93,9 +93,9 @@ pub struct Shared {
     /// The daemon's loop, which alone changes the ruleset.
     pub flush: tokio::sync::mpsc::Sender<FlushAsk>,
     /// The config's exclusions, to say why a slow flow is not offloaded.
-    pub rules: Arc<Mutex<crate::explain::Rules>>,
+    pub rules: Arc<Mutex<crate::view::explain::Rules>>,
     /// The last path changes, for `offloadd why`.
-    pub history: Arc<Mutex<crate::history::History>>,
+    pub history: Arc<Mutex<crate::view::history::History>>,
 }
 
 /// Binds the socket, refusing to take over one a running daemon still answers on.
@@ -223,7 +223,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// after each chunk of 256.
 async fn send_flows<W: tokio::io::AsyncWrite + Unpin>(
     mut chunks: tokio::sync::mpsc::Receiver<Vec<FlowRecord>>,
-    explain: &crate::explain::Context,
+    explain: &crate::view::explain::Context,
     mut write: W,
 ) -> io::Result<()> {
     let mut n = 0usize;
@@ -234,7 +234,7 @@ async fn send_flows<W: tokio::io::AsyncWrite + Unpin>(
         buf.clear();
         for r in &mut chunk {
             r.why = explain.why(r);
-            if let (Some(routes), Some(crate::explain::Reason::Unknown)) =
+            if let (Some(routes), Some(crate::view::explain::Reason::Unknown)) =
                 (routes.as_mut(), r.why.as_ref().map(|w| w.reason))
             {
                 let (to, back) = (
@@ -273,17 +273,17 @@ async fn flush_now(shared: &Shared) -> String {
     }
 }
 
-fn explain_context(shared: &Shared) -> crate::explain::Context {
+fn explain_context(shared: &Shared) -> crate::view::explain::Context {
     let rules = shared.rules.lock().unwrap().clone();
     let st = shared.status.lock().unwrap().clone();
-    crate::explain::Context::now(&rules, &st, crate::link::local_addresses())
+    crate::view::explain::Context::now(&rules, &st, crate::link::local_addresses())
 }
 
 /// The status as a client sees it: the daemon's view with conntrack counts of now.
 pub async fn status(shared: &Shared) -> Status {
     let mut s = shared.status.lock().unwrap().clone();
     s.now_unix_ms = unix_ms();
-    s.conntrack_accounting = crate::top::accounting_on();
+    s.conntrack_accounting = crate::conntrack::accounting_on();
     if let Some(w) = &shared.watcher {
         s.conntrack = w.stats().await;
     }
@@ -375,7 +375,12 @@ mod tests {
             tx.try_send(chunk).unwrap();
         }
         let lister = tokio::spawn(async move {
-            send_flows(rx, &crate::explain::Context::default(), tokio::io::sink()).await
+            send_flows(
+                rx,
+                &crate::view::explain::Context::default(),
+                tokio::io::sink(),
+            )
+            .await
         });
         // Stands for the status request: queued behind the listing on this one thread.
         let probe_tx = tx.clone();

@@ -13,7 +13,7 @@ use crate::config::{Config, Hardware};
 use crate::link::{self, LinkSnapshot};
 use crate::nft::{Applied, ApplyRequest, NftError, NftHandle};
 use crate::plan::{choose_priority, plan, Desired, TABLE};
-use crate::status::Status;
+use crate::view::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and read-back.
 const DEVICE_RACE_RETRIES: usize = 5;

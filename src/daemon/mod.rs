@@ -8,6 +8,8 @@
 mod apply;
 mod caps;
 mod flush;
+mod history;
+mod notify;
 mod react;
 mod sysctl;
 mod view;
@@ -85,8 +87,8 @@ pub fn decide_role(cfg: &Config, actual: &Actual) -> Role {
     }
 }
 
-fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::explain::Rules {
-    crate::explain::Rules {
+fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::view::explain::Rules {
+    crate::view::explain::Rules {
         exclude: cfg.offload.exclude.clone(),
         exclude_file: exclude_file.display().to_string(),
         l3_devices: cfg.offload.l3_devices.clone(),
@@ -172,9 +174,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let (flush_tx, mut flush_asks) = tokio::sync::mpsc::channel::<control::FlushAsk>(4);
     let rules = Arc::new(Mutex::new(explain_rules(&cfg, &exclude_file)));
-    let history = Arc::new(Mutex::new(crate::history::History::default()));
+    let history = Arc::new(Mutex::new(crate::view::history::History::default()));
     if let Some(w) = &watcher {
-        tokio::spawn(crate::history::keep(w.subscribe(), history.clone()));
+        tokio::spawn(history::keep(w.subscribe(), history.clone()));
     }
     let shared = control::Shared {
         status: status.clone(),
@@ -222,7 +224,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         Role::Observe { why } => info!(why = %why, "observing; creating nothing"),
     }
-    crate::notify::notify("READY=1");
+    notify::notify("READY=1");
 
     loop {
         // Set by an arm that wants the ruleset converged again (Why says how).
@@ -382,7 +384,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     }
-    crate::notify::notify("STOPPING=1");
+    notify::notify("STOPPING=1");
     // The table first: nothing the metrics writer meets may delay what makes traffic
     // take the normal path again.
     if let Role::Manage { .. } = role {

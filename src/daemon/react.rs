@@ -14,7 +14,7 @@ use crate::conntrack::WatcherHandle;
 use crate::control::Flushed;
 use crate::nft::monitor::RulesetChange;
 use crate::nft::NftHandle;
-use crate::status::{DeviceState, Status};
+use crate::view::status::{DeviceState, Status};
 
 /// What a flush asked for over the socket (`offloadd flush`) needs from the daemon.
 pub struct FlushContext<'a> {
@@ -57,7 +57,7 @@ pub async fn requested_flush(c: FlushContext<'_>, role: &Role) -> Result<Flushed
         info!(took_ms = took.as_millis() as u64, offloaded_before = ?offloaded_before, "flushed the flowtable as asked (offloadd flush): offloaded flows go through the whole ruleset on their next packet");
         let mut st = c.status.lock().unwrap();
         st.flushes_requested += 1;
-        st.last_flush = Some(crate::status::Flush {
+        st.last_flush = Some(crate::view::status::Flush {
             at_unix_ms: crate::conntrack::unix_ms(),
             tables: vec![],
             took_ms: took.as_secs_f64() * 1000.0,
@@ -99,7 +99,7 @@ pub fn flushed(
     let since_ms = since.map_or(0, |t| t.elapsed().as_millis() as u64);
     info!(tables = ?tables, took_ms = took.as_millis() as u64, since_change_ms = since_ms, "firewall changed; flushed the flowtable (offloaded flows go through the new rules on their next packet)");
     st.flushes += 1;
-    st.last_flush = Some(crate::status::Flush {
+    st.last_flush = Some(crate::view::status::Flush {
         at_unix_ms: crate::conntrack::unix_ms(),
         tables,
         took_ms: took.as_secs_f64() * 1000.0,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::conntrack::unix_ms;
 use crate::nft::{family_name, Actual, Applied, HardwareOutcome, NftError};
-use crate::status::{Device, DeviceState, LastApply, Refusal, Status};
+use crate::view::status::{Device, DeviceState, LastApply, Refusal, Status};
 
 use super::Role;
 
@@ -16,7 +16,7 @@ pub fn initial(cfg: &Config, config_path: &str) -> Status {
         pid: std::process::id(),
         started_unix_ms: unix_ms(),
         config: config_path.into(),
-        hardware: crate::status::Hardware {
+        hardware: crate::view::status::Hardware {
             policy: cfg.offload.hardware.to_string(),
             state: "none".into(),
             refused: vec![],

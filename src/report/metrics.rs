@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::conntrack::{Path, TTO_BUCKETS_S};
-use crate::status::Status;
+use crate::view::status::Status;
 
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")

@@ -5,7 +5,7 @@ mod metrics;
 use std::fmt::Write as _;
 
 use crate::conntrack::{proto_name, FlowRecord, Path, Stats, Transition, Tuple, IPS_SEEN_REPLY};
-use crate::status::Status;
+use crate::view::status::Status;
 
 pub use metrics::metrics;
 
@@ -215,7 +215,7 @@ pub fn status_text(st: &Status) -> String {
         && st
             .devices
             .iter()
-            .all(|d| d.state == crate::status::DeviceState::Missing)
+            .all(|d| d.state == crate::view::status::DeviceState::Missing)
     {
         let here = if st.present_devices.is_empty() {
             "none".into()

@@ -1,6 +1,6 @@
 use super::*;
 use crate::conntrack::{Counters, FlowKey, Transitions, TCP, UDP};
-use crate::status::{Device, DeviceState, Hardware, LastApply, Refusal};
+use crate::view::status::{Device, DeviceState, Hardware, LastApply, Refusal};
 
 fn flow() -> FlowRecord {
     FlowRecord {
@@ -41,8 +41,8 @@ fn flow_line_says_why_a_slow_flow_is_not_offloaded() {
     f.on_path_ms = None;
     f.to_offload_ms = None;
     f.counters = None;
-    f.why = Some(crate::explain::Why {
-        reason: crate::explain::Reason::NoReply,
+    f.why = Some(crate::view::explain::Why {
+        reason: crate::view::explain::Reason::NoReply,
         detail: String::new(),
     });
     assert_eq!(
@@ -143,7 +143,7 @@ fn status() -> Status {
         other_flowtables: vec![],
         duplicates: vec![],
         flushes: 2,
-        last_flush: Some(crate::status::Flush {
+        last_flush: Some(crate::view::status::Flush {
             at_unix_ms: 1_190_000,
             tables: vec!["inet fw4".into()],
             took_ms: 12.0,

@@ -162,12 +162,12 @@ pub fn run(
     loop {
         let started = std::time::Instant::now();
         let mut now = Vec::new();
-        crate::flows::each(
+        super::flows::each(
             socket,
             path,
             || {
                 if !warned {
-                    eprintln!("{}", crate::flows::NOT_RUNNING_NOTE);
+                    eprintln!("{}", super::flows::NOT_RUNNING_NOTE);
                 }
             },
             |f| {
@@ -190,7 +190,7 @@ pub fn run(
                 let acct = crate::control::get_status(socket)
                     .ok()
                     .and_then(|s| s.conntrack_accounting)
-                    .or_else(accounting_on);
+                    .or_else(crate::conntrack::accounting_on);
                 let head = format!("offloadd top: every {interval:.1} s (Ctrl-C stops)\n");
                 format!("{clear}{head}{}", text(&f, opts.lines, acct == Some(false)))
             };
@@ -216,11 +216,6 @@ pub struct Options {
 }
 
 /// Whether the kernel counts bytes of new conntrack entries (this namespace).
-pub fn accounting_on() -> Option<bool> {
-    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_acct")
-        .ok()
-        .map(|s| s.trim() != "0")
-}
 
 #[cfg(test)]
 #[path = "top_tests.rs"]

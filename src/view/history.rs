@@ -3,12 +3,10 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 use crate::conntrack::{FlowRecord, Transition, Tuple};
-use crate::control::WatchLine;
 
 /// About 120 bytes each: 1024 keep the last minutes of a busy router for 120 KiB.
 pub const KEEP: usize = 1024;
@@ -28,18 +26,6 @@ impl History {
             self.transitions.pop_front();
         }
         self.transitions.push_back(t);
-    }
-}
-
-/// Keeps `ring` filled from the watcher's transitions until the watcher stops.
-pub async fn keep(mut rx: tokio::sync::broadcast::Receiver<Transition>, ring: Arc<Mutex<History>>) {
-    while let Some(line) = WatchLine::next(&mut rx).await {
-        let mut h = ring.lock().unwrap();
-        match line {
-            WatchLine::Transition(t) => h.push(t),
-            WatchLine::Lagged(n) => h.missed += n,
-            WatchLine::Error(_) => {}
-        }
     }
 }
 

@@ -228,7 +228,7 @@ fn a_route_by_a_device_outside_the_flowtable_is_named() {
 
 #[test]
 fn hooked_names_are_the_flowtable_devices_their_ports_and_l3_names() {
-    use crate::status::{Device, DeviceState, Status};
+    use crate::view::status::{Device, DeviceState, Status};
     let mut rules = Rules::default();
     rules
         .l3_devices

@@ -113,7 +113,7 @@ pub struct Context {
 
 impl Context {
     /// The context of now, for one listing.
-    pub fn now(rules: &Rules, st: &crate::status::Status, local: Vec<IpAddr>) -> Context {
+    pub fn now(rules: &Rules, st: &crate::view::status::Status, local: Vec<IpAddr>) -> Context {
         Context {
             local,
             exclude: rules.exclude.clone(),
@@ -218,8 +218,8 @@ impl Context {
 
 /// The names under which the flowtable's devices see traffic: each configured device in
 /// the flowtable, the lower devices hardware mode hooks instead, and its layer-3 names.
-fn hooked(rules: &Rules, st: &crate::status::Status) -> Vec<String> {
-    use crate::status::DeviceState::{Hardware, InFlowtable};
+fn hooked(rules: &Rules, st: &crate::view::status::Status) -> Vec<String> {
+    use crate::view::status::DeviceState::{Hardware, InFlowtable};
     let mut out = Vec::new();
     for d in st
         .devices

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::conntrack::{proto_name, FlowRecord, Transition};
 use crate::control::{self, ClientError};
-use crate::history::{History, Target};
 use crate::report::{clock, duration_ms, flow_line, path_name};
+use crate::view::history::{History, Target};
 
 #[derive(Debug, Serialize)]
 pub struct Answer {
@@ -124,7 +124,7 @@ fn history_lines(o: &mut String, h: &[Transition]) {
         let _ = writeln!(
             o,
             "  history:    no path change kept (the daemon keeps the last {})",
-            crate::history::KEEP
+            crate::view::history::KEEP
         );
     }
     for (i, t) in h.iter().enumerate() {
@@ -186,8 +186,8 @@ mod tests {
             on_path_ms: Some(2500),
             to_offload_ms: None,
             counters: None,
-            why: Some(crate::explain::Why {
-                reason: crate::explain::Reason::Unknown,
+            why: Some(crate::view::explain::Why {
+                reason: crate::view::explain::Reason::Unknown,
                 detail: String::new(),
             }),
         };
