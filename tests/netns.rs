@@ -34,10 +34,9 @@ fn router_ns() -> (Netns, String) {
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn apply_replace_delete_leave_other_tables_alone() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     ns.sh(&format!("nft -f - <<'EOF'\n{FW4}EOF"));
     let fw4_before = ns.sh("nft list table inet fw4");
@@ -74,10 +73,9 @@ fn apply_replace_delete_leave_other_tables_alone() {
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn applied_rules_read_as_the_plan_says() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let d = desired("[[offload.exclude]]\nl4proto = \"udp\"\ndport = [\"5060\"]\n[[offload.exclude]]\nsaddr = [\"fd00::/8\"]\n");
     // Keep the socket (and so the owner-flagged table) alive while nft lists it.
@@ -124,10 +122,9 @@ fn applied_rules_read_as_the_plan_says() {
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn kernel_without_flowtables_gets_the_module_hint_and_keeps_nothing() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (ns, before) = router_ns();
     let cfg = std::env::temp_dir().join(format!("offloadd-enoent-{}.toml", std::process::id()));
     std::fs::write(
@@ -157,10 +154,9 @@ fn kernel_without_flowtables_gets_the_module_hint_and_keeps_nothing() {
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn bad_configs_change_nothing_and_name_file_and_line() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (ns, before) = router_ns();
     let dir = std::env::temp_dir().join(format!("offloadd-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -199,10 +195,9 @@ fn bad_configs_change_nothing_and_name_file_and_line() {
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn check_with_no_configured_device_present_fails_naming_the_devices_here_and_tries_features() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     // A gateway whose NICs are ens1f0np0/ens1f1np1, with the example config's eth0/eth1.
     let ns = Netns::new();
     ns.sh("ip link add ens1f0np0 type veth peer name ens1f1np1");
@@ -229,10 +224,9 @@ fn check_with_no_configured_device_present_fails_naming_the_devices_here_and_tri
 }
 
 #[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
 fn check_on_a_kernel_without_flowtables_fails_with_the_module_hint_and_changes_nothing() {
-    if !require_root() {
-        return;
-    }
+    require_root();
     let (ns, before) = router_ns();
     let cfg = std::env::temp_dir().join(format!("offloadd-check-{}.toml", std::process::id()));
     std::fs::write(

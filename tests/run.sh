@@ -16,7 +16,8 @@ echo "== build"
 cargo build --release --locked 2>&1 | tail -2 || exit 2
 
 echo "== unit and netns tiers (cargo test)"
-cargo test --locked 2>&1 | tee "$log"
+# Root-only tests are #[ignore]d (a plain `cargo test` lists them as ignored); here they run.
+cargo test --locked -- --include-ignored 2>&1 | tee "$log"
 cargo_rc=${PIPESTATUS[0]}
 
 echo "== scripts: sh -n and shellcheck; cargo fmt --check"
