@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::config::{Config, Exclude, IpPrefix, L4Proto, Mark, PortRange};
+use crate::config::{Config, IpPrefix, L4Proto, Mark, PortRange};
 use crate::link::LinkSnapshot;
 
+mod expand;
 mod order;
 mod render;
 pub use order::{
@@ -24,8 +25,13 @@ pub const FLOWTABLE: &str = "ft";
 pub const CHAIN: &str = "forward";
 /// Flowtable ingress hook priority.
 pub const FLOWTABLE_PRIORITY: i32 = 0;
-/// Upper bound on exclusion rules, so a config cannot make a chain that slows every packet.
+/// Most rules one exclusion may expand to (the product of its lists' lengths, twice for
+/// ports without a protocol and for device matches). docs/limits.md says why.
 pub const MAX_EXCLUDE_RULES: usize = 512;
+/// Most rules all exclusions together may expand to. Every packet that is not (yet)
+/// offloaded walks them in order: a flow's first packets, and all traffic the flowtable
+/// cannot carry. docs/limits.md says why 4096.
+pub const MAX_TOTAL_EXCLUDE_RULES: usize = 4096;
 
 /// The ruleset we want in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -100,14 +106,28 @@ pub enum CtDir {
 pub enum PlanError {
     #[error("this exclude can never match: saddr and daddr are of different IP families (use one family per entry)")]
     Impossible { line: usize },
-    #[error("this exclude expands to {count} rules (more than {MAX_EXCLUDE_RULES}): use prefixes or port ranges instead of long lists")]
+    /// `count` saturates at `usize::MAX` (lists whose product does not fit).
+    #[error("this exclude expands to {} rules (more than {MAX_EXCLUDE_RULES}): use prefixes or port ranges instead of long lists", count_text(*count))]
     TooManyRules { line: usize, count: usize },
+    /// The exclusions up to the one on `line` expand to `count` rules in all.
+    #[error("the exclusions up to this one expand to {count} rules (more than {MAX_TOTAL_EXCLUDE_RULES} in all, which every packet not yet offloaded walks through): merge entries, with prefixes or port ranges instead of lists")]
+    TooManyRulesInAll { line: usize, count: usize },
+}
+
+fn count_text(count: usize) -> String {
+    if count == usize::MAX {
+        format!("{count} or more")
+    } else {
+        count.to_string()
+    }
 }
 
 impl PlanError {
     pub fn line(&self) -> usize {
         match self {
-            PlanError::Impossible { line } | PlanError::TooManyRules { line, .. } => *line,
+            PlanError::Impossible { line }
+            | PlanError::TooManyRules { line, .. }
+            | PlanError::TooManyRulesInAll { line, .. } => *line,
         }
     }
 }
@@ -155,10 +175,7 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         }
         devices.extend(names);
     }
-    let mut excludes = Vec::new();
-    for e in &cfg.offload.exclude {
-        excludes.extend(expand(e)?);
-    }
+    let excludes = expand::all(&cfg.offload.exclude)?;
     Ok(Desired {
         flowtable: Some(Flowtable {
             devices,
@@ -173,91 +190,6 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         via,
         shaped: BTreeMap::new(),
     })
-}
-
-/// One rule per combination of list items (the lists are ORed). Ports need a protocol
-/// for the kernel to know which header they are in, so a port match without `l4proto`
-/// becomes one rule for TCP and one for UDP.
-fn expand(e: &Exclude) -> Result<Vec<ExcludeRule>, PlanError> {
-    fn or_any<T: Copy>(v: &[T]) -> Vec<Option<T>> {
-        if v.is_empty() {
-            vec![None]
-        } else {
-            v.iter().copied().map(Some).collect()
-        }
-    }
-    let has_ports = !e.sport.is_empty() || !e.dport.is_empty();
-    let protos = match (e.l4proto, has_ports) {
-        (Some(p), _) => vec![Some(p)],
-        (None, true) => vec![Some(L4Proto::Tcp), Some(L4Proto::Udp)],
-        (None, false) => vec![None],
-    };
-    let (saddrs, daddrs) = (or_any(&e.saddr), or_any(&e.daddr));
-    let (sports, dports) = (or_any(&e.sport), or_any(&e.dport));
-    // (dir, packet iifname, packet oifname) for each (connection iif, connection oif).
-    let mut devices: Vec<(Option<CtDir>, Option<String>, Option<String>)> = Vec::new();
-    let iifs: Vec<Option<String>> = if e.iif.is_empty() {
-        vec![None]
-    } else {
-        e.iif.iter().cloned().map(Some).collect()
-    };
-    let oifs: Vec<Option<String>> = if e.oif.is_empty() {
-        vec![None]
-    } else {
-        e.oif.iter().cloned().map(Some).collect()
-    };
-    for i in &iifs {
-        for o in &oifs {
-            if i.is_none() && o.is_none() {
-                devices.push((None, None, None));
-            } else {
-                devices.push((Some(CtDir::Original), i.clone(), o.clone()));
-                devices.push((Some(CtDir::Reply), o.clone(), i.clone()));
-            }
-        }
-    }
-    let count =
-        protos.len() * saddrs.len() * daddrs.len() * sports.len() * dports.len() * devices.len();
-    if count > MAX_EXCLUDE_RULES {
-        return Err(PlanError::TooManyRules {
-            line: e.line,
-            count,
-        });
-    }
-    let mut out = Vec::with_capacity(count);
-    for &l4proto in &protos {
-        for &saddr in &saddrs {
-            for &daddr in &daddrs {
-                if let (Some(s), Some(d)) = (saddr, daddr) {
-                    if s.addr.is_ipv4() != d.addr.is_ipv4() {
-                        continue;
-                    }
-                }
-                for &sport in &sports {
-                    for &dport in &dports {
-                        for (dir, iifname, oifname) in &devices {
-                            out.push(ExcludeRule {
-                                l4proto,
-                                saddr,
-                                daddr,
-                                sport,
-                                dport,
-                                mark: e.mark,
-                                dir: *dir,
-                                iifname: iifname.clone(),
-                                oifname: oifname.clone(),
-                                line: e.line,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(PlanError::Impossible { line: e.line });
-    }
-    Ok(out)
 }
 
 impl Desired {

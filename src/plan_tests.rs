@@ -90,14 +90,22 @@ fn mixed_families_skip_impossible_pairs() {
 
 #[test]
 fn too_many_rules_is_refused_with_line() {
-    let ports: Vec<String> = (1..=600).map(|p| format!("\"{p}\"")).collect();
+    // 3 source ports by 200 destination ports: 600 rules, each list under its cap.
+    let ports: Vec<String> = (1..=200).map(|p| format!("\"{p}\"")).collect();
     let cfg = parse_toml(&format!(
-        "[[offload.exclude]]\nl4proto = \"udp\"\ndport = [{}]\n",
+        "[[offload.exclude]]\nl4proto = \"udp\"\nsport = [\"1\", \"2\", \"3\"]\ndport = [{}]\n",
         ports.join(",")
     ))
     .unwrap();
     let e = plan(&cfg, &LinkSnapshot::default()).unwrap_err();
     assert_eq!(e.line(), 1);
+    assert_eq!(
+        e,
+        PlanError::TooManyRules {
+            line: 1,
+            count: 600
+        }
+    );
 }
 
 #[test]
