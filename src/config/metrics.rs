@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::shown;
 use super::values::parse_duration;
 use super::ParseError;
 
@@ -33,12 +34,26 @@ impl Default for MetricsConfig {
 /// node_exporter (and prometheus-node-exporter-lua) read only `*.prom` files of their
 /// textfile directory, so another name would be written and never collected.
 pub fn check_textfile(v: &str) -> Result<PathBuf, String> {
+    // Longer than PATH_MAX (4096 with its NUL), open() fails with ENAMETOOLONG; it would
+    // also be shown whole by `status`.
+    if v.len() >= 4096 {
+        return Err(format!(
+            "metrics textfile {} is longer than a path can be (4095 bytes)",
+            shown(v)
+        ));
+    }
     let p = PathBuf::from(v);
     if !p.is_absolute() {
-        return Err(format!("metrics textfile {v:?} must be an absolute path, e.g. \"/var/prometheus/offloadd.prom\""));
+        return Err(format!(
+            "metrics textfile {} must be an absolute path, e.g. \"/var/prometheus/offloadd.prom\"",
+            shown(v)
+        ));
     }
     if p.extension().is_none_or(|e| e != "prom") {
-        return Err(format!("metrics textfile {v:?} must end in .prom: the textfile collector reads only *.prom files"));
+        return Err(format!(
+            "metrics textfile {} must end in .prom: the textfile collector reads only *.prom files",
+            shown(v)
+        ));
     }
     Ok(p)
 }
@@ -49,11 +64,14 @@ pub fn check_listen(v: &str) -> Result<SocketAddr, String> {
     let addr = match v.parse::<u16>() {
         Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
         Err(_) => v.parse::<SocketAddr>().map_err(|_| {
-            format!("metrics listen {v:?} is not an address and port: use \"127.0.0.1:9811\" or \"[::1]:9811\"")
+            format!("metrics listen {} is not an address and port: use \"127.0.0.1:9811\" or \"[::1]:9811\"", shown(v))
         })?,
     };
     if addr.port() == 0 {
-        return Err(format!("metrics listen {v:?} needs a port other than 0"));
+        return Err(format!(
+            "metrics listen {} needs a port other than 0",
+            shown(v)
+        ));
     }
     Ok(addr)
 }

@@ -4,8 +4,10 @@
 //! wrapper that reads a file and puts its path in front of every error, so a person sees
 //! `/etc/offloadd/offloadd.toml:12: ...` and knows where to look.
 
+mod load;
 mod metrics;
 pub mod openwrt;
+mod shown;
 mod toml;
 pub mod uci;
 mod values;
@@ -16,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::toml::parse_toml;
+pub use load::{load_toml, MAX_TOML_BYTES, MAX_UCI_BYTES};
+use load::{read_capped, text_or_error};
 pub use metrics::MetricsConfig;
+pub(crate) use shown::{shown, shown_uci, some_of};
 pub use values::{parse_duration, IpPrefix, L4Proto, Mark, PortRange};
 
 /// Default configuration file for the TOML source.
@@ -83,7 +88,8 @@ impl FlushOn {
             "any" => Ok(FlushOn::Any),
             "off" | "false" | "0" | "no" => Ok(FlushOn::Off),
             _ => Err(format!(
-                "flush_on_firewall_change '{word}' is not valid: use \"rules\" (the default), \"any\" or \"off\""
+                "flush_on_firewall_change {} is not valid: use \"rules\" (the default), \"any\" or \"off\"",
+                shown_uci(word)
             )),
         }
     }
@@ -147,6 +153,20 @@ pub struct Exclude {
     pub iif: Vec<String>,
     /// Devices the connection goes out on (its original direction's output device).
     pub oif: Vec<String>,
+}
+
+/// Most items one list of an exclusion may have (`sport`, `dport`, `saddr`, `daddr`,
+/// `iif`, `oif`; in UCI after zones are resolved to devices). The lists of an entry
+/// multiply into rules, so long ones are refused where they are read, with the line of the
+/// first item over, before anything is expanded; the plan then counts the product
+/// (`plan::MAX_EXCLUDE_RULES` per entry, `plan::MAX_TOTAL_EXCLUDE_RULES` in all). A real
+/// exclusion names a few ports, prefixes or devices; 256 is more than a router has
+/// interfaces or a person types, and leaves room for a generated list of hosts.
+pub const MAX_EXCLUDE_LIST: usize = 256;
+
+/// The error for a list of more than `MAX_EXCLUDE_LIST` items, on the first item over.
+pub(crate) fn list_too_long(key: &str) -> String {
+    format!("{key} has more than {MAX_EXCLUDE_LIST} items (this is item {}): an exclusion's lists multiply into rules; use prefixes or port ranges instead of long lists", MAX_EXCLUDE_LIST + 1)
 }
 
 /// `[offload] priority`: within what nft accepts for a filter chain's hook, and above the
@@ -324,43 +344,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// Reads and parses a TOML config file.
-pub fn load_toml(path: &Path) -> Result<Config, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
-    let text = text_or_error(&bytes).map_err(|e| ConfigError::Invalid {
-        path: path.to_owned(),
-        line: e.line,
-        message: e.message,
-    })?;
-    if text.trim().is_empty() {
-        // parse_toml("") is the defaults (no devices): from a file that is a mistake.
-        return Err(ConfigError::Invalid {
-            path: path.to_owned(),
-            line: 1,
-            message: "the file is empty: set [offload] devices (config/offloadd.toml in the source is an annotated example)".into(),
-        });
-    }
-    parse_toml(text).map_err(|e| ConfigError::Invalid {
-        path: path.to_owned(),
-        line: e.line,
-        message: e.message,
-    })
-}
-
-/// Config files must be UTF-8; point at the first line that is not.
-fn text_or_error(bytes: &[u8]) -> Result<&str, ParseError> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        ParseError::new(line, "not valid UTF-8 text (save the file as UTF-8)")
-    })
-}
-
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -384,3 +367,7 @@ impl fmt::Display for Hardware {
 #[cfg(test)]
 #[path = "mod_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "limits_tests.rs"]
+mod limits_tests;

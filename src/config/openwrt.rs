@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use super::uci::{parse_uci, Section, UciFile};
 use super::values::{IpPrefix, L4Proto, PortRange};
 use super::zones::{Devices, Zones};
-use super::{text_or_error, Config, ConfigError, Exclude, FlushOn, Hardware, Mode, ParseError};
+use super::{
+    list_too_long, shown_uci, some_of, text_or_error, Config, ConfigError, Exclude, FlushOn,
+    Hardware, Mode, ParseError, MAX_EXCLUDE_LIST,
+};
 
 /// Where OpenWrt keeps UCI files.
 pub const UCI_DIR: &str = "/etc/config";
@@ -42,10 +45,14 @@ type UciResult<T> = Result<T, (UciFileName, ParseError)>;
 pub fn load_uci(dir: &Path) -> Result<Config, ConfigError> {
     let read = |which: UciFileName, required: bool| -> Result<Option<UciFile>, ConfigError> {
         let path = dir.join(which.file());
-        let bytes = match std::fs::read(&path) {
+        let bytes = match super::read_capped(&path, super::MAX_UCI_BYTES) {
             Ok(b) => b,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(ConfigError::Read { path, error }),
+            Err(ConfigError::Read { error, .. })
+                if !required && error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
         };
         let invalid = |e: ParseError| ConfigError::Invalid {
             path: path.clone(),
@@ -78,7 +85,7 @@ pub fn from_uci(
     network: Option<&UciFile>,
 ) -> UciResult<Config> {
     let mut cfg = Config::default();
-    let zones = Zones { firewall, network };
+    let zones = Zones::new(firewall, network);
     let Some(main) = offloadd.and_then(|f| f.of_type("offload").next()) else {
         // No offloadd config: follow the firewall's own offloading settings.
         let defaults = firewall.of_type("defaults").next();
@@ -144,7 +151,10 @@ pub fn from_uci(
             _ => {
                 return Err(off(
                     l,
-                    format!("mode '{v}' is not valid (use auto, manage or observe)"),
+                    format!(
+                        "mode {} is not valid (use auto, manage or observe)",
+                        shown_uci(v)
+                    ),
                 ))
             }
         };
@@ -160,7 +170,10 @@ pub fn from_uci(
             _ => {
                 return Err(off(
                     l,
-                    format!("hardware '{v}' is not valid (use off, auto or require)"),
+                    format!(
+                        "hardware {} is not valid (use off, auto or require)",
+                        shown_uci(v)
+                    ),
                 ))
             }
         };
@@ -173,7 +186,7 @@ pub fn from_uci(
     if let Some((v, l)) = main.single("priority") {
         let n: i64 = v
             .parse()
-            .map_err(|_| off(l, format!("priority '{v}' is not a number")))?;
+            .map_err(|_| off(l, format!("priority {} is not a number", shown_uci(v))))?;
         cfg.offload.priority = Some(super::check_priority(n).map_err(|m| off(l, m))?);
     }
     if let Some((v, l)) = main.single("counter") {
@@ -202,8 +215,9 @@ pub fn from_uci(
             off(
                 *line,
                 format!(
-                    "zone '{z}' is not in /etc/config/firewall (zones there: {})",
-                    zones.names().join(", ")
+                    "zone {} is not in /etc/config/firewall (zones there: {})",
+                    shown_uci(z),
+                    some_of(&zones.names(), "zones")
                 ),
             )
         })?;
@@ -271,33 +285,33 @@ fn exclude(s: &Section, zones: &Zones) -> Result<Exclude, (usize, String)> {
                 e.mark = Some(v.parse().map_err(|m| (l, m))?);
             }
             "iif" | "src_device" | "oif" | "dest_device" => {
-                let mut v = Vec::new();
-                for (d, l) in s.items(&o.key) {
-                    check_ifname(&d).map_err(|m| (l, m))?;
-                    v.push(d);
-                }
-                if o.key == "iif" || o.key == "src_device" {
-                    e.iif.extend(v);
+                let into = if o.key == "iif" || o.key == "src_device" {
+                    &mut e.iif
                 } else {
-                    e.oif.extend(v);
+                    &mut e.oif
+                };
+                for (d, l) in capped(s, &o.key)? {
+                    check_ifname(&d).map_err(|m| (l, m))?;
+                    push_capped(into, [d], l, &o.key)?;
                 }
             }
             "src_zone" | "dest_zone" => {
-                for (z, l) in s.items(&o.key) {
+                let into = if o.key == "src_zone" {
+                    &mut e.iif
+                } else {
+                    &mut e.oif
+                };
+                for (z, l) in capped(s, &o.key)? {
                     let zone = zones.find(&z).ok_or((
                         l,
-                        format!("zone '{z}' is not in /etc/config/firewall (zones there: {})", zones.names().join(", ")),
+                        format!("zone {} is not in /etc/config/firewall (zones there: {})", shown_uci(&z), some_of(&zones.names(), "zones")),
                     ))?;
                     // Matched in the forward hook, which sees L3 devices (pppoe-wan).
                     let devs = zones.devices_of(zone).l3_names();
                     if devs.is_empty() {
-                        return Err((l, format!("zone '{z}' has no devices offloadd can name (no network with a device in /etc/config/network, no device option): this exclude would match nothing; name devices with src_device/dest_device instead")));
+                        return Err((l, format!("zone {} has no devices offloadd can name (no network with a device in /etc/config/network, no device option): this exclude would match nothing; name devices with src_device/dest_device instead", shown_uci(&z))));
                     }
-                    if o.key == "src_zone" {
-                        e.iif.extend(devs);
-                    } else {
-                        e.oif.extend(devs);
-                    }
+                    push_capped(into, devs, l, &o.key)?;
                 }
             }
             "name" => {}
@@ -310,36 +324,56 @@ fn exclude(s: &Section, zones: &Zones) -> Result<Exclude, (usize, String)> {
     Ok(e)
 }
 
+/// The items of `key`, refused past `MAX_EXCLUDE_LIST` (on the line of the first item
+/// over) before any is parsed or resolved.
+fn capped(s: &Section, key: &str) -> Result<Vec<(String, usize)>, (usize, String)> {
+    let items = s.items(key);
+    match items.get(MAX_EXCLUDE_LIST) {
+        Some((_, l)) => Err((*l, list_too_long(key))),
+        None => Ok(items),
+    }
+}
+
+/// Appends devices to an exclusion's `iif` or `oif`, which zones and devices fill
+/// together: refused on line `l` when it would pass `MAX_EXCLUDE_LIST`.
+fn push_capped(
+    into: &mut Vec<String>,
+    devices: impl IntoIterator<Item = String>,
+    l: usize,
+    key: &str,
+) -> Result<(), (usize, String)> {
+    for d in devices {
+        if into.len() == MAX_EXCLUDE_LIST {
+            return Err((l, format!("{key}: more than {MAX_EXCLUDE_LIST} devices in this exclusion (its zones' devices and its devices together): an exclusion's lists multiply into rules; exclude fewer devices")));
+        }
+        into.push(d);
+    }
+    Ok(())
+}
+
 fn parse_items<T: std::str::FromStr<Err = String>>(
     s: &Section,
     key: &str,
 ) -> Result<Vec<T>, (usize, String)> {
-    s.items(key)
+    capped(s, key)?
         .iter()
         .map(|(v, l)| v.parse::<T>().map_err(|m| (*l, format!("{key}: {m}"))))
         .collect()
-}
-
-pub(super) fn push_all(out: &mut Vec<String>, items: impl IntoIterator<Item = String>) {
-    for i in items {
-        if !out.contains(&i) {
-            out.push(i);
-        }
-    }
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v {
         "1" | "yes" | "on" | "true" | "enabled" => Ok(true),
         "0" | "no" | "off" | "false" | "disabled" => Ok(false),
-        _ => Err(format!("'{v}' is not a boolean (use 1 or 0)")),
+        _ => Err(format!("{} is not a boolean (use 1 or 0)", shown_uci(v))),
     }
 }
 
 pub(super) fn check_ifname(d: &str) -> Result<(), String> {
     if d.is_empty() || d.len() > 15 || d.contains(['/', ' ']) || d == "." || d == ".." {
         return Err(format!(
-            "'{d}' is not a valid interface name (1 to 15 characters, no '/' or spaces)"
+            "{} is not a valid interface name (1 to 15 characters, no '/' or spaces)",
+            shown_uci(d)
         ));
     }
     Ok(())

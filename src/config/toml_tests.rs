@@ -102,3 +102,31 @@ fn event_buffer_is_sized_for_the_table_unless_configured() {
     assert_eq!(event_buffer_for(Some(1 << 20)), MAX_AUTO_EVENT_BUFFER);
     assert_eq!(event_buffer_for(Some(u64::MAX)), MAX_AUTO_EVENT_BUFFER);
 }
+
+#[test]
+fn line_numbers_from_the_block_table_match_counting() {
+    let mut text = String::new();
+    for i in 0..3000 {
+        // Lines of 0 to 2,999 bytes, so blocks hold none, one or many line starts.
+        text.push_str(&"x".repeat(i * 7 % 3000));
+        text.push('\n');
+    }
+    let lines = Lines::new(&text);
+    // Counted byte by byte, at each newline and block edge and the byte after.
+    let mut line = 1;
+    let mut expect = vec![(0, 1)];
+    for (offset, b) in text.bytes().enumerate() {
+        if b == b'\n' || offset % 1024 == 0 {
+            expect.push((offset, line));
+            expect.push((offset + 1, line + usize::from(b == b'\n')));
+        }
+        if b == b'\n' {
+            line += 1;
+        }
+    }
+    for (offset, want) in expect {
+        assert_eq!(lines.of(offset), want, "offset {offset}");
+    }
+    assert_eq!(lines.of(text.len() + 5), line);
+    assert_eq!(Lines::new("").of(0), 1);
+}

@@ -10,8 +10,14 @@
 //! starts a comment outside quotes. Stricter than libuci where libuci guesses: a quote
 //! must close on its line, an option may not be given twice, a key is either an option or
 //! a list, and two sections may not share a name. Every error carries its line.
+//!
+//! Sections are found by name and options by key through hash indexes kept beside them,
+//! so reading is linear in the file: with a search of the sections before it for each
+//! name, 100k named sections did not finish in a minute, and 100k options took 52 s.
 
-use super::ParseError;
+use std::collections::HashMap;
+
+use super::{shown_uci, ParseError};
 
 /// Longest section name, type or option name we accept.
 const NAME_MAX: usize = 64;
@@ -21,6 +27,8 @@ const VALUE_MAX: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UciFile {
     pub sections: Vec<Section>,
+    /// Index in `sections` of each named section.
+    names: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +37,13 @@ pub struct Section {
     pub name: Option<String>,
     pub line: usize,
     pub options: Vec<UciOption>,
+    /// Index in `options` of each key, once there are more than `INDEX_FROM` options: a
+    /// search of a few is as quick, and a map in each of 100k small sections cost 20 MB.
+    keys: Option<HashMap<String, usize>>,
 }
+
+/// Options a section holds before its keys are indexed.
+const INDEX_FROM: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UciOption {
@@ -47,7 +61,14 @@ pub enum UciValue {
 
 impl Section {
     pub fn get(&self, key: &str) -> Option<&UciOption> {
-        self.options.iter().find(|o| o.key == key)
+        self.position(key).map(|i| &self.options[i])
+    }
+
+    fn position(&self, key: &str) -> Option<usize> {
+        match &self.keys {
+            Some(keys) => keys.get(key).copied(),
+            None => self.options.iter().position(|o| o.key == key),
+        }
     }
 
     /// A single value (`option`).
@@ -102,15 +123,19 @@ impl UciFile {
             };
             return usize::try_from(i).ok().and_then(|i| all.get(i).copied());
         }
-        self.sections
-            .iter()
-            .find(|s| s.name.as_deref() == Some(address))
+        self.named(address)
+    }
+
+    /// The section of this name (no `@TYPE[N]` addresses).
+    pub fn named(&self, name: &str) -> Option<&Section> {
+        self.names.get(name).map(|&i| &self.sections[i])
     }
 }
 
 /// Parses UCI text.
 pub fn parse_uci(text: &str) -> Result<UciFile, ParseError> {
     let mut sections: Vec<Section> = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let err = |m: String| ParseError::new(line, m);
@@ -137,21 +162,20 @@ pub fn parse_uci(text: &str) -> Result<UciFile, ParseError> {
                 check_name("section type", ty).map_err(err)?;
                 if let Some(n) = name {
                     check_name("section name", n).map_err(err)?;
-                    if let Some(first) = sections
-                        .iter()
-                        .find(|s| s.name.as_deref() == Some(n.as_str()))
-                    {
+                    if let Some(&first) = names.get(n.as_str()) {
                         return Err(err(format!(
                             "section '{n}' is defined twice (first at line {}); give each section its own name",
-                            first.line
+                            sections[first].line
                         )));
                     }
+                    names.insert(n.clone(), sections.len());
                 }
                 sections.push(Section {
                     ty: ty.clone(),
                     name: name.cloned(),
                     line,
                     options: Vec::new(),
+                    keys: None,
                 });
             }
             kw @ ("option" | "list") => {
@@ -171,12 +195,13 @@ pub fn parse_uci(text: &str) -> Result<UciFile, ParseError> {
             }
             other => {
                 return Err(err(format!(
-                    "unknown keyword '{other}' (expected config, option or list)"
+                    "unknown keyword {} (expected config, option or list)",
+                    shown_uci(other)
                 )))
             }
         }
     }
-    Ok(UciFile { sections })
+    Ok(UciFile { sections, names })
 }
 
 fn add_option(
@@ -186,17 +211,30 @@ fn add_option(
     value: &str,
     line: usize,
 ) -> Result<(), String> {
-    match (s.options.iter_mut().find(|o| o.key == key), list) {
-        (None, false) => s.options.push(UciOption {
-            key: key.into(),
-            value: UciValue::Single(value.into()),
-            line,
-        }),
-        (None, true) => s.options.push(UciOption {
-            key: key.into(),
-            value: UciValue::List(vec![(value.into(), line)]),
-            line,
-        }),
+    match (s.position(key).map(|i| &mut s.options[i]), list) {
+        (None, list) => {
+            let value = if list {
+                UciValue::List(vec![(value.into(), line)])
+            } else {
+                UciValue::Single(value.into())
+            };
+            s.options.push(UciOption {
+                key: key.into(),
+                value,
+                line,
+            });
+            let last = s.options.len() - 1;
+            match &mut s.keys {
+                Some(keys) => {
+                    keys.insert(key.into(), last);
+                }
+                None if s.options.len() > INDEX_FROM => {
+                    let keys = s.options.iter().enumerate();
+                    s.keys = Some(keys.map(|(i, o)| (o.key.clone(), i)).collect());
+                }
+                None => {}
+            }
+        }
         (Some(o), true) if matches!(o.value, UciValue::List(_)) => {
             if let UciValue::List(v) = &mut o.value {
                 v.push((value.into(), line));

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::shown;
+
 /// Transport protocols a flowtable can offload (the kernel's flow offload handles only
 /// TCP and UDP; see nf_flow_table_ip.c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,7 +33,8 @@ impl FromStr for L4Proto {
             "tcp" => Ok(L4Proto::Tcp),
             "udp" => Ok(L4Proto::Udp),
             _ => Err(format!(
-                "l4proto {s:?} is not offloadable: use \"tcp\" or \"udp\" (flowtables only carry TCP and UDP)"
+                "l4proto {} is not offloadable: use \"tcp\" or \"udp\" (flowtables only carry TCP and UDP)",
+                shown(s)
             )),
         }
     }
@@ -62,7 +65,12 @@ impl FromStr for Mark {
                 Some(h) => u32::from_str_radix(h, 16),
                 None => t.parse::<u32>(),
             };
-            r.map_err(|_| format!("mark \"{s}\" is not valid (use a number like 0x10, or value/mask like 0x10/0xff)"))
+            r.map_err(|_| {
+                format!(
+                    "mark {} is not valid (use a number like 0x10, or value/mask like 0x10/0xff)",
+                    shown(s)
+                )
+            })
         };
         let (value, mask) = match s.split_once('/') {
             Some((v, m)) => (num(v)?, num(m)?),
@@ -70,7 +78,8 @@ impl FromStr for Mark {
         };
         if value & !mask != 0 {
             return Err(format!(
-                "mark \"{s}\": the value has bits outside the mask, so it can never match"
+                "mark {}: the value has bits outside the mask, so it can never match",
+                shown(s)
             ));
         }
         Ok(Mark { value, mask })
@@ -107,7 +116,8 @@ impl FromStr for PortRange {
             match p.trim().parse::<u16>() {
                 Ok(n) if n > 0 => Ok(n),
                 _ => Err(format!(
-                    "port {s:?} is not valid: use a number 1-65535 or a range like \"10000-20000\""
+                    "port {} is not valid: use a number 1-65535 or a range like \"10000-20000\"",
+                    shown(s)
                 )),
             }
         };
@@ -120,7 +130,8 @@ impl FromStr for PortRange {
         };
         if first > last {
             return Err(format!(
-                "port range {s:?} is reversed: write the lower port first"
+                "port range {} is reversed: write the lower port first",
+                shown(s)
             ));
         }
         Ok(PortRange { first, last })
@@ -193,7 +204,7 @@ impl FromStr for IpPrefix {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("address {s:?} is not valid: use an address like \"192.0.2.10\" or a prefix like \"2001:db8::/32\"")
+            format!("address {} is not valid: use an address like \"192.0.2.10\" or a prefix like \"2001:db8::/32\"", shown(s))
         };
         let (addr, len) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l)),
@@ -206,7 +217,7 @@ impl FromStr for IpPrefix {
                 .parse::<u8>()
                 .ok()
                 .filter(|&l| l <= max)
-                .ok_or_else(|| format!("prefix length in {s:?} must be 0-{max}"))?,
+                .ok_or_else(|| format!("prefix length in {} must be 0-{max}", shown(s)))?,
             None => max,
         };
         let p = IpPrefix { addr, len };
@@ -218,7 +229,8 @@ impl FromStr for IpPrefix {
             .collect();
         if masked != p.addr_bytes() {
             return Err(format!(
-                "{s:?} has host bits set: write the network address of the prefix (or drop /{len} to match one host)"
+                "{} has host bits set: write the network address of the prefix (or drop /{len} to match one host)",
+                shown(s)
             ));
         }
         Ok(p)
@@ -249,8 +261,12 @@ serialize_as_text!(L4Proto, PortRange, IpPrefix, Mark);
 
 /// Parses `"500ms"`, `"2s"`, `"5m"`, `"1h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("duration {s:?} is not valid: use a number with ms, s, m or h, like \"2s\"");
+    let bad = || {
+        format!(
+            "duration {} is not valid: use a number with ms, s, m or h, like \"2s\"",
+            shown(s)
+        )
+    };
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| bad())?;
