@@ -26,6 +26,8 @@ pub use lower::{lower_devices, SYSFS_NET};
 pub use mlx5::{mlx5_missing, mlx5_port, Mlx5Port};
 pub use route::Routes;
 pub use shaping::{shaped, shaped_now};
+#[doc(hidden)] // the rtnetlink fuzz target's way in (fuzz/fuzz_targets/bodies.rs)
+pub use watcher::decode as decode_link_message;
 pub use watcher::spawn_link_watcher;
 
 /// The ifindex of device `name` in this network namespace now, if it exists

@@ -73,7 +73,7 @@ async fn dump(handle: &Handle) -> io::Result<LinkSnapshot> {
     Ok(snap)
 }
 
-fn decode(m: &RouteNetlinkMessage) -> Option<LinkEvent> {
+pub fn decode(m: &RouteNetlinkMessage) -> Option<LinkEvent> {
     match m {
         RouteNetlinkMessage::NewLink(l) => decode_link(l, true),
         RouteNetlinkMessage::DelLink(l) => decode_link(l, false),

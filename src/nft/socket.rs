@@ -358,7 +358,8 @@ pub(crate) fn gen_id(msg: &[u8]) -> Option<u32> {
 
 /// (type, seq, byte range) of each complete netlink message in `bytes`, stepping by
 /// NLMSG_ALIGN(len) as the kernel lays them out.
-pub(crate) fn messages(bytes: &[u8]) -> Vec<(u16, u32, Range<usize>)> {
+#[doc(hidden)] // reached by the fuzz targets (fuzz/fuzz_targets/bodies.rs)
+pub fn messages(bytes: &[u8]) -> Vec<(u16, u32, Range<usize>)> {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 16 <= bytes.len() {
