@@ -245,13 +245,14 @@ fn init_logging(filter: &str) {
 }
 
 fn run(config: ConfigSource, socket: PathBuf) -> anyhow::Result<ExitCode> {
-    crate::daemon::drop_privileges();
+    let privileges = crate::daemon::drop_privileges();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(crate::daemon::run(crate::daemon::RunOptions {
         config,
         socket,
+        privileges,
     }))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,7 +6,7 @@
 //! blocks: the kernel is talked to from the nft and conntrack threads.
 
 mod apply;
-mod caps;
+pub mod caps;
 mod flush;
 mod history;
 mod notify;
@@ -48,6 +48,8 @@ type Links = watch::Receiver<LinkSnapshot>;
 
 pub struct RunOptions {
     pub config: Source,
+    /// What `drop_privileges` did before the runtime started.
+    pub privileges: std::io::Result<caps::Dropped>,
     /// Control socket for status, flows and metrics.
     pub socket: PathBuf,
 }
@@ -97,16 +99,9 @@ fn explain_rules(cfg: &Config, exclude_file: &std::path::Path) -> crate::view::e
 
 /// Keeps only the capabilities the daemon needs (caps.rs), before any thread starts.
 /// Without root (a test, `run` by hand with capabilities) what is there shrinks anyway.
-pub fn drop_privileges() {
-    match caps::drop_to(&caps::KEEP) {
-        Ok(d) => info!(
-            bounding_set = d.bounding,
-            "capabilities dropped but CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; no_new_privs set"
-        ),
-        Err(e) => {
-            warn!("could not drop capabilities ({e}); running with those it was started with")
-        }
-    }
+/// The outcome is logged by `run` once the config reads: a bad config is one line.
+pub fn drop_privileges() -> std::io::Result<caps::Dropped> {
+    caps::drop_to(&caps::KEEP)
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
@@ -126,6 +121,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // A bad config is one line on stderr (the error), so this comes after loading it.
     let mut cfg = opts.config.load()?;
     info!(version = env!("CARGO_PKG_VERSION"), config = %opts.config, "starting");
+    match &opts.privileges {
+        Ok(d) => info!(
+            bounding_set = d.bounding,
+            "capabilities dropped but CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; no_new_privs set"
+        ),
+        Err(e) => {
+            warn!("could not drop capabilities ({e}); running with those it was started with")
+        }
+    }
     let exclude_file = opts.config.exclude_file();
     let status = Arc::new(Mutex::new(view::initial(&cfg, &opts.config.to_string())));
     // Bind first: a second daemon must stop before it touches the kernel.

@@ -226,6 +226,9 @@ pub fn failed(st: &mut Status, error: &anyhow::Error, took: Duration) {
     }
     let text = format!("{error:#}");
     st.apply_failures += 1;
+    // One such warning, the last: repeated bad reloads must not pile them up.
+    st.warnings
+        .retain(|w| !w.starts_with("last apply failed: "));
     st.warnings.push(format!("last apply failed: {text}"));
     st.last_apply = Some(LastApply {
         at_unix_ms: unix_ms(),

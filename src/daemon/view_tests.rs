@@ -53,3 +53,23 @@ fn a_hardware_refusal_is_shown_once_at_its_device() {
         "metrics read the structured refusal"
     );
 }
+
+#[test]
+fn repeated_failed_reloads_keep_one_warning_the_last() {
+    let (cfg, _) = applied_with_refusal();
+    let mut st = initial(&cfg, "/etc/offloadd/offloadd.toml");
+    for n in 1..=3 {
+        failed(
+            &mut st,
+            &anyhow::anyhow!("offloadd.toml:{n}: bad"),
+            Duration::from_millis(1),
+        );
+    }
+    assert_eq!(st.apply_failures, 3);
+    assert_eq!(
+        st.warnings,
+        ["last apply failed: offloadd.toml:3: bad"],
+        "{:?}",
+        st.warnings
+    );
+}
