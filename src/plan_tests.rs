@@ -302,20 +302,20 @@ fn our_chain_runs_after_every_other_forward_chain() {
         fc("inet", "firewalld", 10),
         fc("ip", "security", 50),
     ];
-    let (p, why) = choose_priority(None, &known);
+    let (p, why) = choose_priority(None, &known).unwrap();
     assert_eq!(p, CHAIN_PRIORITY);
     assert!(why.contains("ip security forward (50)"), "{why}");
     // A chain at or above ours: one more than the highest.
-    let (p, why) = choose_priority(None, &[fc("ip6", "late", 200), fc("inet", "fw4", 0)]);
+    let (p, why) = choose_priority(None, &[fc("ip6", "late", 200), fc("inet", "fw4", 0)]).unwrap();
     assert_eq!(p, 201);
     assert!(why.contains("ip6 late forward (200)"), "{why}");
-    assert_eq!(choose_priority(None, &[]).0, CHAIN_PRIORITY);
+    assert_eq!(choose_priority(None, &[]).unwrap().0, CHAIN_PRIORITY);
     // Fixed: kept, and said when another chain runs after it.
     assert_eq!(
-        choose_priority(Some(300), &known),
+        choose_priority(Some(300), &known).unwrap(),
         (300, "fixed by [offload] priority".into())
     );
-    let (p, why) = choose_priority(Some(20), &known);
+    let (p, why) = choose_priority(Some(20), &known).unwrap();
     assert_eq!(p, 20);
     assert!(why.contains("NOT after ip security forward"), "{why}");
     assert_eq!(priority_text(-5), "filter - 5");
@@ -341,7 +341,7 @@ fn priority_against_chains_at_minus_300_0_10_100_in_every_family() {
     // priority order (inet chains register on both the ip and ip6 hooks).
     for family in ["ip", "ip6", "inet"] {
         let chains: Vec<ForwardChain> = [-300, 0, 10, 100].iter().map(|p| fc(family, *p)).collect();
-        let (p, why) = choose_priority(None, &chains);
+        let (p, why) = choose_priority(None, &chains).unwrap();
         assert_eq!(p, CHAIN_PRIORITY, "{family}: {why}");
         assert!(
             why.contains(&format!("{family} t100 forward (100)")),
@@ -356,13 +356,42 @@ fn priority_against_chains_at_minus_300_0_10_100_in_every_family() {
         fc("ip6", 100),
         fc("ip", 250),
     ];
-    let (p, why) = choose_priority(None, &mixed);
+    let (p, why) = choose_priority(None, &mixed).unwrap();
     assert_eq!(p, 251, "{why}");
     assert!(why.contains("ip t250 forward (250)"), "{why}");
     // Only -300: the default still, well after it.
-    assert_eq!(choose_priority(None, &[fc("inet", -300)]).0, CHAIN_PRIORITY);
+    assert_eq!(
+        choose_priority(None, &[fc("inet", -300)]).unwrap().0,
+        CHAIN_PRIORITY
+    );
     // A fixed priority at or below one of them is kept, and said to be wrong.
-    let (p, why) = choose_priority(Some(100), &mixed[..4]);
+    let (p, why) = choose_priority(Some(100), &mixed[..4]).unwrap();
     assert_eq!(p, 100);
     assert!(why.contains("NOT after ip6 t100 forward (100)"), "{why}");
+}
+
+/// A chain at i32::MAX: `h.priority + 1` wrapped to i32::MIN in release and put our chain
+/// first, before every firewall.
+#[test]
+fn a_chain_at_the_top_priority_is_an_error_not_a_first_place() {
+    let top = ForwardChain {
+        family: "inet".into(),
+        table: "odd".into(),
+        chain: "forward".into(),
+        priority: i32::MAX,
+    };
+    let e = choose_priority(None, &[top.clone()]).unwrap_err();
+    assert!(
+        e.contains("inet odd forward (2147483647)") && e.contains("highest priority"),
+        "{e}"
+    );
+    let below = ForwardChain {
+        priority: i32::MAX - 1,
+        ..top.clone()
+    };
+    assert_eq!(choose_priority(None, &[below]).unwrap().0, i32::MAX);
+    // A fixed priority is the admin's word, said to be wrong.
+    let (p, why) = choose_priority(Some(300), &[top]).unwrap();
+    assert_eq!(p, 300);
+    assert!(why.contains("NOT after"), "{why}");
 }

@@ -107,11 +107,15 @@ pub fn gather(source: &Source) -> Facts {
         x.duplicates = crate::daemon::duplicates(&cfg, &actual);
         x.live = actual.table.is_some();
         let live = actual.chains.iter().find_map(|c| c.hook.map(|h| h.1));
-        let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward).0;
-        x.priority = Some(match live {
-            Some(p) => (p, true),
-            None => (planned, false),
-        });
+        let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward);
+        x.priority = match (live, planned) {
+            (Some(p), _) => Some((p, true)),
+            (None, Ok((p, _))) => Some((p, false)),
+            (None, Err(e)) => {
+                x.priority_error = Some(e);
+                None
+            }
+        };
         x.forward_chains = actual.foreign_forward;
     }
     let trial = if x.live {

@@ -64,6 +64,8 @@ pub struct Facts {
     /// one when a daemon runs, else what it would choose.
     pub forward_chains: Vec<crate::plan::ForwardChain>,
     pub priority: Option<(i32, bool)>,
+    /// No priority after every other forward chain exists (one sits at i32::MAX).
+    pub priority_error: Option<String>,
     /// Flowtable devices with SQM/QoS shaping, and by what.
     pub shaped: std::collections::BTreeMap<String, String>,
     pub ip_forward: Option<bool>,
@@ -210,6 +212,13 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
                 Some("leave [offload] priority out (offloadd then places its chain after every other), or set it above these"),
             ));
         }
+    }
+    if let Some(e) = &x.priority_error {
+        out.push(f(
+            Level::Fail,
+            format!("forward chain priority: {e}"),
+            Some("until then the daemon applies nothing (status shows the same error)"),
+        ));
     }
     for d in &x.duplicates {
         let auto = cfg.is_some_and(|c| c.mode != Mode::Manage);

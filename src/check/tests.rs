@@ -297,3 +297,25 @@ fn a_refused_metrics_textfile_is_a_warning_with_the_daemon_s_reason() {
     assert!(w.what.contains("symbolic link"), "{w:?}");
     assert_eq!(exit_code(&x, &all), 0, "metrics do not fail check");
 }
+
+#[test]
+fn a_chain_at_the_top_priority_fails_check() {
+    let mut x = base();
+    x.priority_error = Some(
+        crate::plan::choose_priority(
+            None,
+            &[crate::plan::ForwardChain {
+                family: "inet".into(),
+                table: "odd".into(),
+                chain: "forward".into(),
+                priority: i32::MAX,
+            }],
+        )
+        .unwrap_err(),
+    );
+    let all = findings(&x);
+    let e = find(&all, "forward chain priority");
+    assert_eq!(e.level, Level::Fail);
+    assert!(e.what.contains("inet odd forward"), "{e:?}");
+    assert_eq!(exit_code(&x, &all), 1);
+}

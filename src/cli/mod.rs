@@ -270,7 +270,8 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
     // After every other forward chain, as the daemon would place it now.
     let priority_note = match crate::nft::Nft::open().and_then(|mut n| n.read()) {
         Ok(actual) => {
-            let (p, why) = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward);
+            let (p, why) = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward)
+                .map_err(anyhow::Error::msg)?;
             desired.priority = p;
             why
         }

@@ -65,7 +65,8 @@ async fn apply(
         // After every other forward chain as the kernel has them now; a chain added
         // later is a ruleset change, which brings us back here.
         let others = nft.read().await?.foreign_forward;
-        let (priority, priority_why) = choose_priority(cfg.offload.priority, &others);
+        let (priority, priority_why) =
+            choose_priority(cfg.offload.priority, &others).map_err(anyhow::Error::msg)?;
         desired.priority = priority;
         let devices = desired.shaping_candidates();
         match link::shaped_now(&devices).await {

@@ -52,20 +52,29 @@ impl fmt::Display for ForwardChain {
 /// Our chain's priority and why, given the other forward chains: a fixed `[offload]
 /// priority` as configured, else `CHAIN_PRIORITY` or, when another chain is at or above
 /// it, one more than the highest. `others` never holds our own chain.
-pub fn choose_priority(fixed: Option<i32>, others: &[ForwardChain]) -> (i32, String) {
+///
+/// A chain at the very top (`i32::MAX`) leaves no place after it: that is an error, never
+/// a wrap to the lowest priority, which would put our chain before every firewall.
+pub fn choose_priority(
+    fixed: Option<i32>,
+    others: &[ForwardChain],
+) -> Result<(i32, String), String> {
     let highest = others.iter().max_by_key(|c| c.priority);
-    match (fixed, highest) {
+    Ok(match (fixed, highest) {
         (Some(p), Some(h)) if h.priority >= p => (
             p,
             format!("fixed by [offload] priority, NOT after {h}: that chain runs after ours and may drop what we offload"),
         ),
         (Some(p), _) => (p, "fixed by [offload] priority".into()),
-        (None, Some(h)) if h.priority >= CHAIN_PRIORITY => {
-            (h.priority + 1, format!("after the highest other forward chain, {h}"))
-        }
+        (None, Some(h)) if h.priority >= CHAIN_PRIORITY => match h.priority.checked_add(1) {
+            Some(p) => (p, format!("after the highest other forward chain, {h}")),
+            None => return Err(format!(
+                "forward chain {h} has the highest priority there is: no chain can run after it, so offloadd cannot promise that every firewall accepted a flow before offloading it; move that chain lower (or, knowing what it drops, set [offload] priority)"
+            )),
+        },
         (None, Some(h)) => (CHAIN_PRIORITY, format!("after every other forward chain (highest: {h})")),
         (None, None) => (CHAIN_PRIORITY, "no other forward chain".into()),
-    }
+    })
 }
 
 /// As nft prints a filter chain's priority: `filter`, `filter + 10`, `filter - 5`, and
