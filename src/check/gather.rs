@@ -104,7 +104,7 @@ pub fn gather(source: &Source) -> Facts {
         }
     };
     if let Ok(actual) = nft.read() {
-        x.duplicates = crate::daemon::duplicates(&cfg, &actual);
+        x.duplicates = crate::daemon::covering(&cfg, &actual);
         x.live = actual.table.is_some();
         let live = actual.chains.iter().find_map(|c| c.hook.map(|h| h.1));
         let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward);

@@ -58,7 +58,8 @@ pub struct Facts {
     /// Hardware trial per device: Err(reason) when refused.
     pub hardware: Vec<(String, Result<(), String>)>,
     pub modules: Vec<(&'static str, bool)>,
-    /// Other tables' flowtables that cover configured devices.
+    /// Other tables' flowtables that cover configured devices ("flowtable ft in table inet
+    /// fw4 covers lan0"): a duplicate in manage mode, what is observed otherwise.
     pub duplicates: Vec<String>,
     /// Every other forward base chain (ip, ip6, inet), and our chain's priority: the live
     /// one when a daemon runs, else what it would choose.
@@ -231,7 +232,7 @@ pub fn findings(x: &Facts) -> Vec<Finding> {
                 None,
             ));
         } else {
-            out.push(f(Level::Warn, format!("duplicate: {d}"), Some("turn one off: uncheck software flow offloading in the firewall, or use mode \"auto\"")));
+            out.push(f(Level::Warn, format!("duplicate: {d}: two flowtables on one device"), Some("turn one off: uncheck software flow offloading in the firewall, or use mode \"auto\"")));
         }
     }
     let hw = cfg.is_some_and(|c| c.offload.hardware != Hardware::Off);

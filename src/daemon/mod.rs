@@ -14,7 +14,7 @@ mod react;
 mod sysctl;
 mod view;
 
-pub use view::duplicates;
+pub use view::{covering, duplicates};
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -262,6 +262,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     if let Err(e) = nft.remove().await { error!("{e}"); continue; }
                     sysctls.restore();
                     flushes.cancel();
+                    react::flush_state(&status, &flushes, None);
                 }
                 cfg = new_cfg;
                 publisher.reload(&cfg.metrics, &shared).await;
@@ -295,15 +296,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     continue;
                 };
                 debug!(tables = ?change.tables, elements_only = change.elements_only, "another table committed");
-                let policy = if matches!(role, Role::Manage { .. }) {
-                    cfg.offload.flush_on_change
-                } else {
-                    crate::config::FlushOn::Off
-                };
-                if !flushes.change(&change, policy, Instant::now()) {
-                    debug!(tables = ?change.tables, elements_only = change.elements_only, flush_on_firewall_change = %policy, "another table changed; not flushing");
+                // Observing, we own no flowtable: nothing is flushed, and nothing counts as
+                // "not flushed" (fw4's full reloads are not "set elements only").
+                if matches!(role, Role::Manage { .. }) {
+                    let policy = cfg.offload.flush_on_change;
+                    if !flushes.change(&change, policy, Instant::now()) {
+                        debug!(tables = ?change.tables, elements_only = change.elements_only, flush_on_firewall_change = %policy, "another table changed; not flushing");
+                    }
+                    react::flush_state(&status, &flushes, None);
                 }
-                react::flush_state(&status, &flushes, None);
                 // A chain may have appeared at or above ours: plan again (nothing is sent
                 // when the priority still puts us after every other forward chain).
                 if !change.elements_only {
@@ -318,7 +319,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             Some(ask) = flush_asks.recv() => {
                 let c = react::FlushContext { nft: &nft, cfg: &cfg, exclude_file: &exclude_file, links: &links, status: &status, watcher: watcher.as_ref() };
-                let _ = ask.send(react::requested_flush(c, &role).await);
+                let result = react::requested_flush(c, &role).await;
+                // The flowtable was just replaced: a flush due for earlier firewall
+                // changes is answered by it and must not replace it again.
+                if matches!(&result, Ok(f) if f.flushed) && flushes.due().is_some() {
+                    flushes.done();
+                    react::flush_state(&status, &flushes, None);
+                }
+                let _ = ask.send(result);
             }
             _ = until(flushes.due()) => converge = Some(Why::Event),
             _ = until(retry.map(|r| r.0)) => converge = Some(Why::Start),
@@ -333,6 +341,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                         if let Err(e) = nft.remove().await { error!("{e}"); continue; }
                         sysctls.restore();
                         flushes.cancel();
+                        react::flush_state(&status, &flushes, None);
                     }
                     role = new_role;
                     view::set_role(&mut status.lock().unwrap(), &role, &cfg, &actual);

@@ -80,7 +80,25 @@ pub fn set_role(st: &mut Status, role: &Role, cfg: &Config, actual: &Actual) {
 
 /// Flowtables of other tables that hook one of our devices: with ours that makes two
 /// flowtables on one device, and which one a flow lands in depends on hook order.
+/// Manage mode: each other flowtable on our devices is a duplicate to turn off.
 pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
+    covering_pairs(cfg, actual)
+        .into_iter()
+        .map(|(ft, devs)| format!("{ft} also covers {devs}: two flowtables on one device; turn one off (OpenWrt: uncheck software flow offloading in the firewall, or mode = \"auto\")"))
+        .collect()
+}
+
+/// The other flowtables that cover configured devices, as "flowtable ft in table inet
+/// fw4 covers lan0": in manage mode duplicates, in observe mode what is observed.
+pub fn covering(cfg: &Config, actual: &Actual) -> Vec<String> {
+    covering_pairs(cfg, actual)
+        .into_iter()
+        .map(|(ft, devs)| format!("{ft} covers {devs}"))
+        .collect()
+}
+
+/// ("flowtable ft in table inet fw4", "lan0, wan0") for each other flowtable on our devices.
+fn covering_pairs(cfg: &Config, actual: &Actual) -> Vec<(String, String)> {
     actual
         .foreign_flowtables
         .iter()
@@ -93,12 +111,14 @@ pub fn duplicates(cfg: &Config, actual: &Actual) -> Vec<String> {
                 .map(String::as_str)
                 .collect();
             (!shared.is_empty()).then(|| {
-                format!(
-                    "flowtable {} in table {} {} also covers {}: two flowtables on one device; turn one off (OpenWrt: uncheck software flow offloading in the firewall, or mode = \"auto\")",
-                    ft.name,
-                    family_name(ft.family),
-                    ft.table,
-                    shared.join(", ")
+                (
+                    format!(
+                        "flowtable {} in table {} {}",
+                        ft.name,
+                        family_name(ft.family),
+                        ft.table
+                    ),
+                    shared.join(", "),
                 )
             })
         })
