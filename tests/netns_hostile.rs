@@ -358,3 +358,46 @@ fn two_thousand_idle_control_clients_do_not_hold_up_status() {
     );
     drop(held);
 }
+
+#[test]
+#[ignore = "root and network namespaces: tests/run.sh runs it (cargo test -- --include-ignored)"]
+fn idle_http_connections_get_busy_answers_not_the_scraper_s_timeout() {
+    require_root();
+    let ns = Netns::new();
+    let d = Logged::start(
+        &ns,
+        "http",
+        "mode = \"observe\"\n[offload]\ndevices = []\n[metrics]\nlisten = \"127.0.0.1:9813\"\n",
+    );
+    d.wait_log("serving metrics", 1, Duration::from_secs(5));
+    let (took, first) = ns.enter(|| {
+        // Eight connections that never send a request hold every slot ...
+        let idle: Vec<TcpStream> = (0..offloadd::publish::MAX_CLIENTS)
+            .map(|_| TcpStream::connect(("127.0.0.1", 9813)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // ... and a scraper is told so at once, not after their 2 s deadline.
+        let t = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.1", 9813)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        drop(idle);
+        (
+            t.elapsed(),
+            out.lines().next().unwrap_or_default().to_string(),
+        )
+    });
+    assert!(
+        first.starts_with("HTTP/1.1 503") && took < Duration::from_millis(500),
+        "with every slot idle the scraper got {first:?} after {took:?}"
+    );
+    // Once the idle ones are gone, scrapes are served again.
+    let answer = scrape(&ns, 9813);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{:?}",
+        answer.lines().next()
+    );
+}
