@@ -2,7 +2,8 @@
 # Every test tier: unit (no root), netns (host kernel, namespaces the tests create),
 # VM (a Debian kernel with flowtables under virtme-ng), cross (router CPUs under
 # qemu-user). Installs what it needs.
-# With CI=true a root-only test that cannot run fails instead of skipping.
+# Root-only tests are #[ignore]d in cargo test and run here with --include-ignored; they
+# fail, not skip, when they cannot run.
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"

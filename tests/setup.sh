@@ -18,9 +18,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if ! command -v vng >/dev/null; then
     echo "setup: installing virtme-ng"
-    python3 -m pip install -q virtme-ng 2>&1 | grep -v "Running pip as the 'root' user" || true
+    # A distribution's own Python (Debian 12 and later) refuses pip installs outside a
+    # venv (PEP 668): then into the system site-packages after all, as root asked for it.
+    pip_log=$(mktemp)
+    python3 -m pip install -q --root-user-action=ignore virtme-ng >"$pip_log" 2>&1 ||
+        python3 -m pip install -q --root-user-action=ignore --break-system-packages virtme-ng >>"$pip_log" 2>&1 ||
+        cat "$pip_log" >&2
+    rm -f "$pip_log"
+    command -v vng >/dev/null || { echo "setup: virtme-ng did not install (python3 -m pip install virtme-ng); the VM tier needs its vng" >&2; exit 2; }
 fi
-# firewalld for the VM tier (tests/vm/firewalld.sh), unpacked here and never installed:
+# firewalld for the VM tier (tests/vm/gateway.sh), unpacked here and never installed:
 # Debian's package would enable and start it on this machine, which would take over its
 # firewall. The guest runs it from this directory, inside the lab router's namespace,
 # on a D-Bus system bus of its own.
