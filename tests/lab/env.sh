@@ -1,6 +1,12 @@
 # Sourced by the top-level scripts: root check, PATH for pip-installed tools, and
 # whether the running kernel has flowtables.
-[ "$(id -u)" -eq 0 ] || { echo "$0: run as root (it creates network namespaces): sudo $0" >&2; exit 2; }
+# Not root: the script runs itself again through sudo, with this user's Rust toolchain
+# (sudo resets PATH, and rustup's cargo lives under the user's home).
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "$0: run as root (it creates network namespaces)" >&2; exit 2; }
+    echo "$0: not root: running again with sudo, keeping this PATH and Rust toolchain" >&2
+    exec sudo env PATH="$PATH" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" ${CI:+CI="$CI"} "$0" "$@"
+fi
 # pip may install vng into a scripts directory that is not on PATH.
 PATH=$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true):$HOME/.local/bin
 export PATH
