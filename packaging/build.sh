@@ -78,7 +78,7 @@ build_deb() {
     dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
     echo "packaging: $deb (Depends: $depends)"
     if [ "$lint" = 1 ]; then
-        # Our own choices, not defects: no man page yet (`offloadd --help`, README), and
+        # Our own choices, not defects: no man page yet (`offloadd --help`, docs/cli.md), and
         # no Debian bug closed by a package that is not in Debian.
         lintian --suppress-tags no-manual-page,initial-upload-closes-no-bugs "$deb"
     fi

@@ -228,7 +228,7 @@ fn listing_filters_and_orders_by_path() {
 
 #[test]
 fn per_flow_memory_is_bounded() {
-    // The documented bound in this module's header and in README.
+    // The documented bound in this module's header and in docs/cli.md.
     assert!(std::mem::size_of::<(FlowKey, FlowState)>() <= 144);
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Conntrack benchmark (issue 3): fills a throwaway namespace's conntrack table with
-# N UDP entries (default 100000) and prints median times and the ratios the README
+# N UDP entries (default 100000) and prints median times and the ratios docs/benchmarks.md
 # quotes. Needs root; touches only the namespace it creates.
 #   sudo tests/bench/conntrack.sh [ENTRIES] [REPS]
 set -eu

@@ -110,7 +110,7 @@ ax.axvline(1.0, color="#888", lw=1)
 for i, v in enumerate(vals):
     ax.text(v, i, f" {v:.2f}", va="center", fontsize=8)
 ax.set_xlabel("ratio (log scale; grey line = 1)")
-ax.set_title("offloadd benchmarks (ratios; see README for targets)")
+ax.set_title("offloadd benchmarks (ratios; see docs/benchmarks.md for targets)")
 fig.tight_layout()
 fig.savefig(png, dpi=110)
 print(f"chart: {png}")

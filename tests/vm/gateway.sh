@@ -50,7 +50,7 @@ t_ct=$(now_ms)
 IDLE_LAG=never IDLE_WHY="" t_why=0
 if poll 10 left_offloaded "198.18.1.2:40200 -> 198.18.2.2:7777"; then
     # Why it is slow now, listed at once: the tracker keeps the flow, and so its
-    # left_flowtable, for 10 s after the move (README). Listed after the status calls
+    # left_flowtable, for 10 s after the move (docs/cli.md). Listed after the status calls
     # below, it once came 7.5 s after the move under TCG, and once too late.
     IDLE_WHY=$("$OFFLOADD" flows --json 2>&1)
     t_why=$(now_ms)
