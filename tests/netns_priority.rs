@@ -33,7 +33,7 @@ fn the_chain_goes_after_every_other_forward_chain_and_check_says_so() {
         let mut nft = Nft::open().unwrap();
         let others = nft.read().unwrap().foreign_forward;
         let mut d = plan.clone();
-        d.priority = choose_priority(None, &others).0;
+        d.priority = choose_priority(None, &others).unwrap().0;
         nft.apply(&d).unwrap();
         // Listed while our socket lives: the table is owned by it.
         let out = std::process::Command::new("nft")
