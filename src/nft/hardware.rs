@@ -47,11 +47,17 @@ impl std::fmt::Display for HardwareOutcome {
     }
 }
 
-/// What one committed apply changed.
+/// What one apply changed (`Step` says what was sent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
-    /// False when the kernel already held the ruleset and nothing was sent.
+    /// A batch was committed. False when the kernel already held the ruleset and
+    /// nothing was sent.
     pub changed: bool,
+    /// The committed batch deleted flowtables of ours and created them again (a flush,
+    /// or a replace of the whole table), so every flow offloaded in them went back to
+    /// the normal path. False when only hooks changed, and when the table was created
+    /// where there was none (no flow of ours was offloaded).
+    pub flushed: bool,
     /// Devices of the batch that were gone when it was read back (deleted between our
     /// plan and the read-back): the kernel holds the rest, and the caller plans again.
     pub vanished: Vec<String>,
@@ -80,7 +86,10 @@ pub trait Kernel {
 /// What `apply_with_hardware` did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// A batch was committed (see `Change`).
     pub changed: bool,
+    /// Flowtables of ours were deleted and created again (see `Change`).
+    pub flushed: bool,
     /// Devices that vanished between the plan and the read-back (see `Change`).
     pub vanished: Vec<String>,
     /// What the kernel now holds.
@@ -128,6 +137,7 @@ pub fn apply_with_hardware<K: Kernel>(
         if d == desired && *h == hw && k.holds(&out.desired)? {
             return Ok(Outcome {
                 changed: false,
+                flushed: false,
                 vanished: vec![],
                 ..out.clone()
             });
@@ -158,6 +168,7 @@ fn apply_isolating<K: Kernel>(
                 }
                 return Ok(Outcome {
                     changed: change.changed,
+                    flushed: change.flushed,
                     vanished: change.vanished,
                     desired: candidate,
                     hardware,

@@ -22,6 +22,8 @@ struct Fake {
     vanish: Vec<String>,
     /// Another program changed our table since the last apply.
     tampered: bool,
+    /// The next commit deletes flowtables of ours (a flush or a replace).
+    flushes: bool,
 }
 
 fn refusal(devices: Vec<String>, hw: bool, errno: i32) -> NftError {
@@ -42,6 +44,7 @@ impl Kernel for Fake {
         self.tampered = false;
         Ok(Change {
             changed: true,
+            flushed: std::mem::take(&mut self.flushes),
             vanished: std::mem::take(&mut self.vanish),
         })
     }
@@ -330,4 +333,15 @@ fn hardware_is_tried_on_the_ports_and_falls_back_to_the_configured_devices() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn the_outcome_says_what_the_commit_did() {
+    let (mut k, d, hw) = setup("off", &["eth0"], &[]);
+    let mut mem = Memory::default();
+    k.flushes = true;
+    let o = apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert!(o.changed && o.flushed, "{o:?}");
+    let again = apply_with_hardware(&mut k, &d, hw, &mut mem).unwrap();
+    assert!(!again.changed && !again.flushed, "{again:?}");
 }

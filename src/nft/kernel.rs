@@ -13,22 +13,15 @@ use super::hardware::{Change, Kernel};
 use super::own::OwnCommits;
 use super::readback::Actual;
 use super::socket::NftSocket;
+use super::step::{after_refusal, next_step, transient, Inputs, Reaction, Step};
 use super::sys;
 use crate::plan::Desired;
 
 /// How often one change is decided again after another program committed between our
-/// reading and our batch (ERESTART) or nf_tables said EBUSY. Each retry reads the
-/// kernel again, so a retry never sends a stale decision. Against a program that
+/// reading and our batch (ERESTART) or nf_tables said EBUSY (`step::transient`). Each
+/// retry reads the kernel again, so a retry never sends a stale decision. Against a program that
 /// commits without pause offloadd would give up after these and report the error.
 const RACE_RETRIES: u32 = 20;
-
-/// A refusal that means "read again and retry", not "this change is wrong".
-fn transient(refusal: Option<&(Object, i32)>) -> bool {
-    matches!(
-        refusal,
-        Some((Object::Batch, libc::ERESTART)) | Some((_, libc::EBUSY))
-    )
-}
 
 /// Owns the netlink socket and what was last applied through it.
 pub struct Nft {
@@ -39,7 +32,8 @@ pub struct Nft {
     applied: Option<(Desired, Vec<String>)>,
     /// Batches decided again because the ruleset changed under them (since start).
     races: u64,
-    /// The next apply must replace the flowtables even if nothing else changed.
+    /// The next apply must replace the flowtables even if nothing else changed; cleared
+    /// when a batch commits (a refused or unanswered one leaves it asked for).
     flush: bool,
     /// Batches whose answers overflowed the receive buffer (since start).
     lost_answers: u64,
@@ -156,8 +150,14 @@ impl Nft {
 
     /// Reads back after a committed batch. A device deleted since the plan (the kernel
     /// drops its hook with it) is no error: what the kernel accepted is recorded, and the
-    /// devices are returned for the caller to plan again.
-    fn confirm(&mut self, desired: &Desired, rules: Vec<String>) -> Result<Change, NftError> {
+    /// devices are returned for the caller to plan again. The change is reported as
+    /// `step`, the one committed, says.
+    fn confirm(
+        &mut self,
+        desired: &Desired,
+        rules: Vec<String>,
+        step: &Step,
+    ) -> Result<Change, NftError> {
         let actual = self.read()?;
         let mut held = desired.clone();
         let mut vanished = Vec::new();
@@ -177,7 +177,8 @@ impl Nft {
         }
         self.applied = Some((held, rules));
         Ok(Change {
-            changed: true,
+            changed: step.commits(),
+            flushed: step.flushes(),
             vanished,
         })
     }
@@ -246,7 +247,7 @@ impl Nft {
             }
             match self.send(&batch::delete(), Delivery::At(actual.generation), None)? {
                 None | Some((_, libc::ENOENT)) => return Ok(true),
-                r if transient(r.as_ref()) => self.race(attempt, r.unwrap())?,
+                Some(r) if transient(&r) => self.race(attempt, r)?,
                 Some((o, e)) => return Err(self.classify(o, e)),
             }
         }
@@ -255,64 +256,48 @@ impl Nft {
 }
 
 impl Kernel for Nft {
+    /// The executor: reads the kernel, sends what `next_step` names, and decides nothing
+    /// itself but what a refusal asks for (`after_refusal`): read again on a race (up to
+    /// RACE_RETRIES), or drop the owner flag once.
     fn apply(&mut self, desired: &Desired) -> Result<Change, NftError> {
+        // What our chain must read back as; the table flags do not change the rules.
+        let rules = batch::create(desired, TableFlags { owner: self.owner }, false).rule_texts();
         let mut attempt = 0;
         loop {
             let actual = self.read()?;
-            let at = Delivery::At(actual.generation);
-            let b = batch::create(
-                desired,
-                TableFlags { owner: self.owner },
-                actual.table.is_some(),
-            );
-            let rules = b.rule_texts();
-            let previous = self.applied.as_ref().map(|(d, _)| d);
-            let flush = std::mem::take(&mut self.flush);
-            if !flush
-                && previous == Some(desired)
-                && actual.verify(desired, &rules, self.owner).is_ok()
-            {
+            let step = next_step(&Inputs {
+                applied: self.applied.as_ref().map(|(d, _)| d),
+                want: desired,
+                rules: &rules,
+                actual: &actual,
+                flush: self.flush,
+                owner: self.owner,
+            });
+            let Some(b) = step.batch(desired) else {
+                // The reading shows the plan: record it as ours, so the next plan is
+                // compared with it.
+                self.applied = Some((desired.clone(), rules));
                 return Ok(Change::default());
-            }
-            // Only hooks differ (a device came or went): change just those, so flows on
-            // the other devices keep their fast path. fw4 recreates the flowtable here.
-            let batch = if !flush
-                && previous.is_some_and(|p| p.differs_only_in_devices(desired))
-                && actual.verify_shape(desired, &rules, self.owner).is_ok()
-            {
-                let changes = actual.device_changes(desired);
-                if changes.is_empty() {
-                    return self.confirm(desired, rules);
-                }
-                batch::update_devices(&changes)
-            } else if flush
-                && actual.table.is_some()
-                && matches!(actual.chains.as_slice(), [c] if c.hook.is_some_and(|h| h.1 == desired.priority))
-            {
-                // A chain at another priority cannot be moved: the full replace below
-                // deletes the table, which flushes too.
-                let existing: Vec<&str> =
-                    actual.flowtables.iter().map(|f| f.name.as_str()).collect();
-                batch::flush(desired, &existing)
-            } else {
-                b
             };
-            match self.send(&batch, at, Some((desired, &rules)))? {
-                None => return self.confirm(desired, rules),
-                r if transient(r.as_ref()) => {
-                    self.flush |= flush;
-                    self.race(attempt, r.unwrap())?;
+            let at = Delivery::At(actual.generation);
+            let refusal = match self.send(&b, at, Some((desired, &rules)))? {
+                None => {
+                    // Committed: whatever the step replaced, the flush asked for is done.
+                    self.flush = false;
+                    return self.confirm(desired, rules, &step);
+                }
+                Some(r) => r,
+            };
+            match after_refusal(&step, &refusal) {
+                Reaction::Retry => {
+                    self.race(attempt, refusal)?;
                     attempt += 1;
                 }
-                Some((Object::Table, libc::EOPNOTSUPP)) if self.owner => {
+                Reaction::WithoutOwner => {
                     tracing::warn!("kernel refused the table owner flag (Linux < 5.12): if offloadd is killed, remove the table with `nft delete table inet offloadd`");
                     self.owner = false;
-                    self.flush |= flush;
                 }
-                Some((o, e)) => {
-                    self.flush |= flush;
-                    return Err(self.classify(o, e));
-                }
+                Reaction::Fail => return Err(self.classify(refusal.0, refusal.1)),
             }
         }
     }

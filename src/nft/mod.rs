@@ -9,6 +9,8 @@ pub mod batch;
 mod built;
 mod error;
 pub mod features;
+#[cfg(test)]
+mod fixtures;
 mod handle;
 mod hardware;
 mod kernel;
@@ -16,6 +18,7 @@ pub mod monitor;
 pub mod own;
 mod readback;
 pub mod socket;
+mod step;
 pub mod sys;
 
 pub use error::{errno_name, explain, NftError, NO_FLOWTABLE_SUPPORT};
