@@ -20,9 +20,13 @@ pub struct Applied {
     /// What the kernel now holds (hardware flag as actually applied).
     pub desired: Desired,
     pub hardware: HardwareOutcome,
-    /// False when the kernel already held exactly this and nothing was sent.
+    /// A batch was committed. False when the kernel already held exactly this and
+    /// nothing was sent.
     pub changed: bool,
-    /// The flowtables were replaced (a flush was asked for and done).
+    /// Our flowtables were deleted and created again (a flush, or a replace of the whole
+    /// table), so every flow offloaded in them takes the normal path on its next packet.
+    /// False when there was no table to flush (creating it flushes nothing: no flow of
+    /// ours was offloaded), and when nothing or only hooks were sent.
     pub flushed: bool,
     /// Devices deleted between the plan and the read-back: the caller plans again.
     pub vanished: Vec<String>,
@@ -65,7 +69,7 @@ fn apply_request(
         desired: o.desired,
         hardware: o.hardware,
         changed: o.changed,
-        flushed: request.flush && o.changed,
+        flushed: o.flushed,
         vanished: o.vanished,
         took: start.elapsed(),
         owner: nft.owner(),
