@@ -42,7 +42,7 @@ pub(super) fn flush(socket: &std::path::Path, json: bool) -> anyhow::Result<Exit
     if json {
         println!("{}", serde_json::to_string(&f)?);
     } else if !f.flushed {
-        println!("nothing to flush: table inet offloadd is not applied (see offloadd status), so no flow of ours is offloaded");
+        println!("nothing to flush: table inet offloadd was not applied (see offloadd status), so no flow of ours was offloaded");
     } else {
         let flows = match f.offloaded_before {
             Some(n) => format!("{n} offloaded flows"),

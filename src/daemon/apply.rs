@@ -59,7 +59,9 @@ async fn apply(
     flush: bool,
 ) -> anyhow::Result<Applied> {
     let mut tries = 0;
-    let mut flushed = false;
+    // A commit with the flush asked answers the request (nft's executor clears it on
+    // any commit); `flushed` says whether existing flowtables were replaced (report).
+    let (mut flush_done, mut flushed) = (false, false);
     loop {
         let mut desired = plan_off_thread(cfg, path, links).await?;
         // After every other forward chain as the kernel has them now; a chain added
@@ -84,7 +86,7 @@ async fn apply(
         let request = ApplyRequest {
             hardware: cfg.offload.hardware,
             reprobe: why == Why::Start && tries == 0,
-            flush: flush && !flushed,
+            flush: flush && !flush_done,
         };
         match nft.apply(desired, request).await {
             Err(NftError::DeviceGone { devices }) if tries < DEVICE_RACE_RETRIES => {
@@ -96,6 +98,7 @@ async fn apply(
             Ok(a) if !a.vanished.is_empty() && tries < DEVICE_RACE_RETRIES => {
                 // Committed without them; the flush, if asked for, has happened.
                 tries += 1;
+                flush_done |= a.changed;
                 flushed |= a.flushed;
                 tokio::time::sleep(DEVICE_RACE_WAIT).await;
             }
