@@ -10,6 +10,7 @@ use offloadd::config::load_toml;
 use offloadd::link::LinkSnapshot;
 use offloadd::nft::{Kernel, Nft};
 use offloadd::plan::plan;
+use offloadd::plan::Inputs;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,8 +23,8 @@ fn main() -> anyhow::Result<()> {
     extra.l4proto = Some(offloadd::config::L4Proto::Tcp);
     cfg_b.offload.exclude.push(extra);
     let links = LinkSnapshot::current()?;
-    let mut a = plan(&cfg_a, &links)?;
-    let mut b = plan(&cfg_b, &links)?;
+    let mut a = plan(&cfg_a, &Inputs::links(&links)).map(|p| p.ruleset)?;
+    let mut b = plan(&cfg_b, &Inputs::links(&links)).map(|p| p.ruleset)?;
     if no_ft {
         a = a.without_flowtable();
         b = b.without_flowtable();

@@ -112,6 +112,9 @@ pub enum PlanError {
     /// The exclusions up to the one on `line` expand to `count` rules in all.
     #[error("the exclusions up to this one expand to {count} rules (more than {MAX_TOTAL_EXCLUDE_RULES} in all, which every packet not yet offloaded walks through): merge entries, with prefixes or port ranges instead of lists")]
     TooManyRulesInAll { line: usize, count: usize },
+    /// No priority after every other forward chain exists (`choose_priority`).
+    #[error("{0}")]
+    Priority(String),
 }
 
 fn count_text(count: usize) -> String {
@@ -123,13 +126,60 @@ fn count_text(count: usize) -> String {
 }
 
 impl PlanError {
+    /// The config line of the exclusion at fault; 0 for what no line caused.
     pub fn line(&self) -> usize {
         match self {
             PlanError::Impossible { line }
             | PlanError::TooManyRules { line, .. }
             | PlanError::TooManyRulesInAll { line, .. } => *line,
+            PlanError::Priority(_) => 0,
         }
     }
+
+    /// The error as every caller shows it: `file:line: what`, or just what for an error
+    /// no config line caused.
+    pub fn at(&self, exclude_file: &std::path::Path) -> String {
+        match self.line() {
+            0 => self.to_string(),
+            line => format!("{}:{line}: {self}", exclude_file.display()),
+        }
+    }
+}
+
+/// What the plan needs besides the config, each read from the system before planning:
+/// `plan` itself reads nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// The devices that exist now (with lower devices resolved where hardware asks).
+    pub links: &'a LinkSnapshot,
+    /// Forward base chains of other tables as the kernel has them (our chain goes after
+    /// all of them); empty when there are none or they could not be read.
+    pub forward: &'a [ForwardChain],
+    /// Shaped devices (SQM/QoS) among `Desired::shaping_candidates`, and by what
+    /// (`link::shaped_now`): they stay on software offload.
+    pub shaped: &'a BTreeMap<String, String>,
+}
+
+static NO_CHAINS: [ForwardChain; 0] = [];
+static NO_SHAPING: BTreeMap<String, String> = BTreeMap::new();
+
+impl<'a> Inputs<'a> {
+    /// Only the links: no other forward chain, nothing shaped.
+    pub fn links(links: &'a LinkSnapshot) -> Inputs<'a> {
+        Inputs {
+            links,
+            forward: &NO_CHAINS,
+            shaped: &NO_SHAPING,
+        }
+    }
+}
+
+/// The plan: the ruleset for the kernel, and what a report says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub ruleset: Desired,
+    /// Why our forward chain has its priority (`choose_priority`).
+    pub priority_why: String,
 }
 
 /// Computes the ruleset for `cfg` given the links that exist now.
@@ -139,7 +189,8 @@ impl PlanError {
 /// flag, bridges and VLANs are replaced by their lower devices (as fw4 does): the driver
 /// that sets up the hardware flow is the port's, not the bridge's. Without it, or when
 /// hardware is refused (`software_only`), the flowtable holds the configured devices.
-pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
+pub fn plan(cfg: &Config, inputs: &Inputs) -> Result<Plan, PlanError> {
+    let links = inputs.links;
     let matches = cfg
         .offload
         .devices
@@ -176,7 +227,9 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         devices.extend(names);
     }
     let excludes = expand::all(&cfg.offload.exclude)?;
-    Ok(Desired {
+    let (priority, priority_why) =
+        choose_priority(cfg.offload.priority, inputs.forward).map_err(PlanError::Priority)?;
+    let mut ruleset = Desired {
         flowtable: Some(Flowtable {
             devices,
             counter: cfg.offload.counter,
@@ -184,11 +237,22 @@ pub fn plan(cfg: &Config, links: &LinkSnapshot) -> Result<Desired, PlanError> {
         }),
         configured,
         matches,
-        priority: cfg.offload.priority.unwrap_or(CHAIN_PRIORITY),
+        priority,
         excludes,
         missing,
         via,
         shaped: BTreeMap::new(),
+    };
+    let candidates = ruleset.shaping_candidates();
+    ruleset.shaped = inputs
+        .shaped
+        .iter()
+        .filter(|(d, _)| candidates.contains(d))
+        .map(|(d, what)| (d.clone(), what.clone()))
+        .collect();
+    Ok(Plan {
+        ruleset,
+        priority_why,
     })
 }
 

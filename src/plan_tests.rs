@@ -2,12 +2,17 @@
 
 use super::*;
 use crate::config::parse_toml;
+use crate::plan::Inputs;
 
 fn render(toml: &str, links: &[&str]) -> String {
     let cfg = parse_toml(toml).unwrap();
-    plan(&cfg, &LinkSnapshot::from_names(links.iter().copied()))
-        .unwrap()
-        .to_string()
+    plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(links.iter().copied())),
+    )
+    .map(|p| p.ruleset)
+    .unwrap()
+    .to_string()
 }
 
 /// Compares against tests/golden/NAME.nft; `OFFLOADD_BLESS=1` rewrites the file.
@@ -32,7 +37,12 @@ fn minimal_two_devices() {
 #[test]
 fn example_config_with_one_missing_device() {
     let cfg = parse_toml(include_str!("../config/offloadd.toml")).unwrap();
-    let d = plan(&cfg, &LinkSnapshot::from_names(["lo", "eth0"])).unwrap();
+    let d = plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(["lo", "eth0"])),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     assert_eq!(d.missing, vec!["eth1".to_string()]);
     golden("example", &d.to_string());
 }
@@ -56,7 +66,9 @@ fn no_devices_present_gives_flowtable_without_devices() {
 #[test]
 fn ports_without_protocol_cover_tcp_and_udp() {
     let cfg = parse_toml("[[offload.exclude]]\ndport = [\"53\"]\n").unwrap();
-    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap();
     let rules: Vec<String> = d.excludes.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         rules,
@@ -73,7 +85,9 @@ fn mixed_families_skip_impossible_pairs() {
         "[[offload.exclude]]\nsaddr = [\"198.18.0.0/15\", \"fd00::/8\"]\ndaddr = [\"198.18.1.1\"]\n",
     )
     .unwrap();
-    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap();
     assert_eq!(d.excludes.len(), 1);
     assert_eq!(
         d.excludes[0].to_string(),
@@ -83,7 +97,7 @@ fn mixed_families_skip_impossible_pairs() {
         parse_toml("\n[[offload.exclude]]\nsaddr = [\"fd00::1\"]\ndaddr = [\"198.18.1.1\"]\n")
             .unwrap();
     assert_eq!(
-        plan(&cfg, &LinkSnapshot::default()),
+        plan(&cfg, &Inputs::links(&LinkSnapshot::default())).map(|p| p.ruleset),
         Err(PlanError::Impossible { line: 2 })
     );
 }
@@ -97,7 +111,9 @@ fn too_many_rules_is_refused_with_line() {
         ports.join(",")
     ))
     .unwrap();
-    let e = plan(&cfg, &LinkSnapshot::default()).unwrap_err();
+    let e = plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap_err();
     assert_eq!(e.line(), 1);
     assert_eq!(
         e,
@@ -113,15 +129,22 @@ fn equal_configs_plan_equal_and_changes_show() {
     let links = LinkSnapshot::from_names(["a", "b"]);
     let c1 = parse_toml("[offload]\ndevices = [\"a\", \"b\"]\n").unwrap();
     let c2 = parse_toml("[offload]\ndevices = [\"b\", \"a\"]\n").unwrap();
-    assert_eq!(plan(&c1, &links), plan(&c2, &links));
+    assert_eq!(
+        plan(&c1, &Inputs::links(&links)).map(|p| p.ruleset),
+        plan(&c2, &Inputs::links(&links)).map(|p| p.ruleset)
+    );
     let c3 = parse_toml("[offload]\ndevices = [\"a\"]\n").unwrap();
-    assert_ne!(plan(&c1, &links), plan(&c3, &links));
+    assert_ne!(
+        plan(&c1, &Inputs::links(&links)).map(|p| p.ruleset),
+        plan(&c3, &Inputs::links(&links)).map(|p| p.ruleset)
+    );
 }
 
 #[test]
 fn without_flowtable_drops_flow_add() {
     let cfg = parse_toml("[offload]\ndevices = [\"a\"]\n").unwrap();
-    let d = plan(&cfg, &LinkSnapshot::from_names(["a"]))
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::from_names(["a"])))
+        .map(|p| p.ruleset)
         .unwrap()
         .without_flowtable();
     let out = d.to_string();
@@ -142,7 +165,12 @@ fn bridge_links() -> LinkSnapshot {
 fn hardware_names_bridge_ports_and_vlan_parents_software_the_upper_devices() {
     let toml =
         |hw: &str| format!("[offload]\ndevices = [\"br-lan\", \"eth0.2\"]\nhardware = \"{hw}\"\n");
-    let hw = plan(&parse_toml(&toml("auto")).unwrap(), &bridge_links()).unwrap();
+    let hw = plan(
+        &parse_toml(&toml("auto")).unwrap(),
+        &Inputs::links(&bridge_links()),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     let ft = hw.flowtable.as_ref().unwrap();
     assert_eq!(
         ft.devices.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -151,7 +179,12 @@ fn hardware_names_bridge_ports_and_vlan_parents_software_the_upper_devices() {
     assert_eq!(hw.via["br-lan"], ["lan1", "lan2"]);
     assert_eq!(hw.via["eth0.2"], ["eth0"]);
 
-    let sw = plan(&parse_toml(&toml("off")).unwrap(), &bridge_links()).unwrap();
+    let sw = plan(
+        &parse_toml(&toml("off")).unwrap(),
+        &Inputs::links(&bridge_links()),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     let ft = sw.flowtable.as_ref().unwrap();
     assert_eq!(
         ft.devices.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -181,7 +214,9 @@ fn board(name: &str, devs: &[crate::link::fake_sysfs::Dev], network: &str, hw: &
             links.set_lowers(d, crate::link::lower_devices(&tree.0, d, &conduit_has_ppe));
         }
     }
-    plan(&cfg, &links).unwrap()
+    plan(&cfg, &Inputs::links(&links))
+        .map(|p| p.ruleset)
+        .unwrap()
 }
 
 const MT7621_NETWORK: &str =
@@ -250,8 +285,9 @@ fn flow_add_covers_only_configured_devices_and_their_l3_names() {
     .unwrap();
     let d = plan(
         &cfg,
-        &LinkSnapshot::from_names(["br-lan", "wan", "docker0"]),
+        &Inputs::links(&LinkSnapshot::from_names(["br-lan", "wan", "docker0"])),
     )
+    .map(|p| p.ruleset)
     .unwrap();
     let text = d.to_string();
     assert!(
@@ -274,7 +310,9 @@ fn device_exclusions_follow_the_connection_in_both_directions() {
         "[[offload.exclude]]\nmark = \"0x10/0xff\"\niif = [\"wlan0\"]\noif = [\"wan\"]\n",
     )
     .unwrap();
-    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap();
     let rules: Vec<String> = d.excludes.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         rules,
@@ -284,7 +322,9 @@ fn device_exclusions_follow_the_connection_in_both_directions() {
         ]
     );
     let only_mark = parse_toml("[[offload.exclude]]\nmark = \"7\"\n").unwrap();
-    let d = plan(&only_mark, &LinkSnapshot::default()).unwrap();
+    let d = plan(&only_mark, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap();
     assert_eq!(d.excludes[0].to_string(), "ct mark 0x7 return");
 }
 
@@ -320,7 +360,13 @@ fn our_chain_runs_after_every_other_forward_chain() {
     assert!(why.contains("NOT after ip security forward"), "{why}");
     assert_eq!(priority_text(-5), "filter - 5");
     let cfg = parse_toml("[offload]\npriority = 400\n").unwrap();
-    assert_eq!(plan(&cfg, &LinkSnapshot::default()).unwrap().priority, 400);
+    assert_eq!(
+        plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+            .map(|p| p.ruleset)
+            .unwrap()
+            .priority,
+        400
+    );
     let e = parse_toml("[offload]\npriority = 0\n").unwrap_err();
     assert!(
         e.message.contains("priority 0 is not valid") && e.line == 2,

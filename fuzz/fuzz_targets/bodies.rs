@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use offloadd::plan::Inputs;
 use offloadd::config::{openwrt, uci, Config};
 use offloadd::conntrack::{decode, messages, FlowTracker, Message};
 use offloadd::control::parse_request;
@@ -16,7 +17,7 @@ use offloadd::nft::batch::{self, TableFlags};
 /// reaches the code that turns it into netlink.
 fn plan_and_build(cfg: &Config) {
     let links = LinkSnapshot::from_names(["lan0", "wan0", "br-lan", "eth0", "eth1", "wg0"]);
-    let Ok(desired) = offloadd::plan::plan(cfg, &links) else {
+    let Ok(desired) = offloadd::plan::plan(cfg, &Inputs::links(&links)).map(|p| p.ruleset) else {
         return;
     };
     let _ = desired.to_string();

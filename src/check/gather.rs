@@ -7,7 +7,7 @@ use super::{Facts, StatusFilter, MODULES};
 use crate::config::{Hardware, Source};
 use crate::link::LinkSnapshot;
 use crate::nft::{Kernel, Nft, NftError};
-use crate::plan::plan;
+use crate::plan::{plan, Inputs, PlanError};
 
 /// Tries an offloaded-only dump (and, if it returned nothing, counts the table).
 fn probe_status_filter() -> Option<StatusFilter> {
@@ -63,14 +63,12 @@ pub fn gather(source: &Source) -> Facts {
     if cfg.offload.hardware != Hardware::Off {
         links.resolve_lowers(&cfg.offload.devices, Path::new(crate::link::SYSFS_NET));
     }
-    let desired = match plan(&cfg, &links) {
-        Ok(d) => d,
+    // With the links alone first: what the config asks for, and the devices whose
+    // qdiscs and drivers matter. The plan with every input follows below.
+    let mut desired = match plan(&cfg, &Inputs::links(&links)) {
+        Ok(p) => p.ruleset,
         Err(e) => {
-            x.plan = Some(Err(format!(
-                "{}:{}: {e}",
-                source.exclude_file().display(),
-                e.line()
-            )));
+            x.plan = Some(Err(e.at(&source.exclude_file())));
             return x;
         }
     };
@@ -107,16 +105,25 @@ pub fn gather(source: &Source) -> Facts {
         x.duplicates = crate::daemon::covering(&cfg, &actual);
         x.live = actual.table.is_some();
         let live = actual.chains.iter().find_map(|c| c.hook.map(|h| h.1));
-        let planned = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward);
-        x.priority = match (live, planned) {
-            (Some(p), _) => Some((p, true)),
-            (None, Ok((p, _))) => Some((p, false)),
-            (None, Err(e)) => {
-                x.priority_error = Some(e);
-                None
-            }
+        let inputs = Inputs {
+            links: &links,
+            forward: &actual.foreign_forward,
+            shaped: &x.shaped,
+        };
+        match plan(&cfg, &inputs) {
+            Ok(p) => desired = p.ruleset,
+            Err(PlanError::Priority(e)) => x.priority_error = Some(e),
+            Err(e) => x.plan = Some(Err(e.at(&source.exclude_file()))),
+        }
+        x.priority = match live {
+            Some(p) => Some((p, true)),
+            None if x.priority_error.is_none() => Some((desired.priority, false)),
+            None => None,
         };
         x.forward_chains = actual.foreign_forward;
+        if matches!(x.plan, Some(Ok(_))) {
+            x.plan = Some(Ok(desired.clone()));
+        }
     }
     let trial = if x.live {
         Ok(())

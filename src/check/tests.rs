@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::parse_toml;
 use crate::nft::Features;
+use crate::plan::Inputs;
 
 fn cfg(toml: &str) -> Config {
     parse_toml(toml).unwrap()
@@ -10,7 +11,9 @@ fn cfg(toml: &str) -> Config {
 
 fn base() -> Facts {
     let c = cfg("[offload]\ndevices = [\"eth0\", \"ppp0\"]\nhardware = \"auto\"\n");
-    let d = plan(&c, &LinkSnapshot::from_names(["eth0"])).unwrap();
+    let d = plan(&c, &Inputs::links(&LinkSnapshot::from_names(["eth0"])))
+        .map(|p| p.ruleset)
+        .unwrap();
     Facts {
         source: "/etc/offloadd/offloadd.toml".into(),
         config: Some(Ok(c)),
@@ -194,7 +197,12 @@ fn an_ignored_conntrack_status_filter_is_a_warning_with_its_cost() {
 #[test]
 fn no_configured_device_present_fails_and_names_the_devices_here() {
     let c = cfg("[offload]\ndevices = [\"eth0\", \"eth1\"]\n");
-    let d = plan(&c, &LinkSnapshot::from_names(["ens1f0np0", "ens1f1np1"])).unwrap();
+    let d = plan(
+        &c,
+        &Inputs::links(&LinkSnapshot::from_names(["ens1f0np0", "ens1f1np1"])),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     let mut x = base();
     x.config = Some(Ok(c));
     x.plan = Some(Ok(d));
@@ -211,9 +219,12 @@ fn no_configured_device_present_fails_and_names_the_devices_here() {
     assert_eq!(exit_code(&x, &all), 1);
     // The packages' default config lists no devices: said as such.
     let c = cfg("[offload]\ndevices = []\n");
-    x.plan = Some(Ok(
-        plan(&c, &LinkSnapshot::from_names(["ens1f0np0"])).unwrap()
-    ));
+    x.plan = Some(Ok(plan(
+        &c,
+        &Inputs::links(&LinkSnapshot::from_names(["ens1f0np0"])),
+    )
+    .map(|p| p.ruleset)
+    .unwrap()));
     x.config = Some(Ok(c));
     let all = findings(&x);
     assert!(find(&all, "no flowtable devices").what.starts_with(

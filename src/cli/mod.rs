@@ -11,7 +11,7 @@ use crate::config::{self, Source as ConfigSource};
 use crate::conntrack::PathFilter;
 use crate::control::{self, ClientError, WatchLine, DEFAULT_SOCKET};
 use crate::link::LinkSnapshot;
-use crate::plan::plan;
+use crate::plan::{plan, Inputs, Plan};
 use crate::report;
 
 mod ask;
@@ -265,18 +265,31 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
         let sysfs = std::path::Path::new(crate::link::SYSFS_NET);
         links.resolve_lowers(&cfg.offload.devices, sysfs);
     }
-    let mut desired =
-        plan(&cfg, &links).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
-    // After every other forward chain, as the daemon would place it now.
-    let priority_note = match crate::nft::Nft::open().and_then(|mut n| n.read()) {
-        Ok(actual) => {
-            let (p, why) = crate::plan::choose_priority(cfg.offload.priority, &actual.foreign_forward)
-                .map_err(anyhow::Error::msg)?;
-            desired.priority = p;
-            why
-        }
-        Err(_) => "the live ruleset could not be read (run as root to see where it goes after the firewall's chains)".into(),
+    // The same inputs the daemon gathers: the devices whose qdiscs matter come from a
+    // plan with the links alone; the other forward chains from the live ruleset.
+    let candidates = plan(&cfg, &Inputs::links(&links))
+        .map_err(|e| anyhow::anyhow!(e.at(&path)))?
+        .ruleset
+        .shaping_candidates();
+    let shaped = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(crate::link::shaped_now(&candidates))
+        .unwrap_or_default();
+    let (forward, unread) = match crate::nft::Nft::open().and_then(|mut n| n.read()) {
+        Ok(actual) => (actual.foreign_forward, None),
+        Err(_) => (vec![], Some("the live ruleset could not be read (run as root to see where it goes after the firewall's chains)")),
     };
+    let inputs = Inputs {
+        links: &links,
+        forward: &forward,
+        shaped: &shaped,
+    };
+    let Plan {
+        ruleset: desired,
+        priority_why,
+    } = plan(&cfg, &inputs).map_err(|e| anyhow::anyhow!(e.at(&path)))?;
+    let priority_note = unread.map_or(priority_why, str::to_string);
     if json {
         println!("{}", serde_json::to_string_pretty(&desired)?);
         return Ok(ExitCode::SUCCESS);
@@ -292,6 +305,9 @@ fn print_plan(source: ConfigSource, json: bool) -> anyhow::Result<ExitCode> {
             "# {dev}: hardware offload is set up on its lower devices {}",
             lower.join(", ")
         );
+    }
+    for (dev, what) in &desired.shaped {
+        println!("# {dev}: shaped ({what}): it stays on software offload, which keeps the shaping");
     }
     println!(
         "# forward chain priority {}: {priority_note}",

@@ -3,6 +3,7 @@
 //! each malformed file in tests/fixtures/uci/bad names the line and text of its error.
 
 use super::*;
+use crate::plan::Inputs;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uci")
@@ -126,7 +127,10 @@ fn pppoe_zone_matches_on_pppoe_wan_and_hooks_the_carrier() {
     let cfg = from_uci(Some(&off), &fw, Some(&parse_uci(&net).unwrap())).unwrap();
     assert_eq!(cfg.offload.exclude[0].oif, ["pppoe-wan"]);
     let links = crate::link::LinkSnapshot::from_names(["eth1"]);
-    let text = crate::plan::plan(&cfg, &links).unwrap().to_string();
+    let text = crate::plan::plan(&cfg, &Inputs::links(&links))
+        .map(|p| p.ruleset)
+        .unwrap()
+        .to_string();
     assert!(
         text.contains("meta l4proto udp ct original proto-dst 5060 ct direction original oifname \"pppoe-wan\" return"),
         "{text}"

@@ -12,7 +12,7 @@ use super::{view, Links};
 use crate::config::{Config, Hardware};
 use crate::link::{self, LinkSnapshot};
 use crate::nft::{Applied, ApplyRequest, NftError, NftHandle};
-use crate::plan::{choose_priority, plan, Desired, TABLE};
+use crate::plan::{plan, Inputs, Plan, TABLE};
 use crate::view::status::Status;
 
 /// How many times to re-plan when a device vanishes between snapshot and read-back.
@@ -38,14 +38,37 @@ fn links_for(cfg: &Config, mut snap: LinkSnapshot) -> LinkSnapshot {
     snap
 }
 
-/// Plans on a blocking thread: sysfs is read for lower devices, and a config near the
-/// limits (docs/limits.md) makes thousands of rules; `status` answers meanwhile.
-async fn plan_off_thread(cfg: &Config, path: &Path, links: &Links) -> anyhow::Result<Desired> {
-    let (cfg, snap) = (cfg.clone(), links.borrow().clone());
-    let path = path.to_owned();
+/// Gathers the plan's inputs and plans, the blocking parts on a blocking thread (sysfs
+/// is read for lower devices, and a config near the limits of docs/limits.md makes
+/// thousands of rules): `status` answers meanwhile.
+async fn plan_now(
+    nft: &NftHandle,
+    cfg: &Config,
+    path: &Path,
+    links: &Links,
+) -> anyhow::Result<Plan> {
+    let (c, snap) = (cfg.clone(), links.borrow().clone());
+    let snap = tokio::task::spawn_blocking(move || links_for(&c, snap)).await?;
+    // The devices whose qdiscs matter, from a plan with the links alone (pure, cheap).
+    let candidates = plan(cfg, &Inputs::links(&snap))
+        .map_err(|e| anyhow::anyhow!(e.at(path)))?
+        .ruleset
+        .shaping_candidates();
+    // After every other forward chain as the kernel has them now; a chain added later
+    // is a ruleset change, which brings us back here.
+    let forward = nft.read().await?.foreign_forward;
+    let shaped = link::shaped_now(&candidates).await.unwrap_or_else(|e| {
+        warn!("{e}; SQM/QoS on flowtable devices is not detected");
+        Default::default()
+    });
+    let (c, path) = (cfg.clone(), path.to_owned());
     tokio::task::spawn_blocking(move || {
-        plan(&cfg, &links_for(&cfg, snap))
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))
+        let inputs = Inputs {
+            links: &snap,
+            forward: &forward,
+            shaped: &shaped,
+        };
+        plan(&c, &inputs).map_err(|e| anyhow::anyhow!(e.at(&path)))
     })
     .await?
 }
@@ -63,18 +86,10 @@ async fn apply(
     // any commit); `flushed` says whether existing flowtables were replaced (report).
     let (mut flush_done, mut flushed) = (false, false);
     loop {
-        let mut desired = plan_off_thread(cfg, path, links).await?;
-        // After every other forward chain as the kernel has them now; a chain added
-        // later is a ruleset change, which brings us back here.
-        let others = nft.read().await?.foreign_forward;
-        let (priority, priority_why) =
-            choose_priority(cfg.offload.priority, &others).map_err(anyhow::Error::msg)?;
-        desired.priority = priority;
-        let devices = desired.shaping_candidates();
-        match link::shaped_now(&devices).await {
-            Ok(s) => desired.shaped = s,
-            Err(e) => warn!("{e}; SQM/QoS on flowtable devices is not detected"),
-        }
+        let Plan {
+            ruleset: desired,
+            priority_why,
+        } = plan_now(nft, cfg, path, links).await?;
         // At start and reload; after link events the "applied" line lists them.
         for dev in desired
             .missing

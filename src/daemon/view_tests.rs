@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::link::LinkSnapshot;
+use crate::plan::Inputs;
 
 const REASON: &str = "driver does not support TC_SETUP_FT (EOPNOTSUPP)";
 
@@ -13,7 +14,12 @@ fn applied_with_refusal() -> (Config, Applied) {
         "[offload]\ndevices = [\"lan0\", \"wan0\", \"wlan0\"]\nhardware = \"auto\"\n",
     )
     .unwrap();
-    let desired = crate::plan::plan(&cfg, &LinkSnapshot::from_names(["lan0", "wan0"])).unwrap();
+    let desired = crate::plan::plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(["lan0", "wan0"])),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     let a = Applied {
         desired,
         hardware: HardwareOutcome::Fallback {

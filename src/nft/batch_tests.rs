@@ -4,10 +4,16 @@ use crate::config::parse_toml;
 use crate::link::LinkSnapshot;
 use crate::nft::socket::messages;
 use crate::plan::plan;
+use crate::plan::Inputs;
 
 fn desired() -> Desired {
     let cfg = parse_toml(include_str!("../../config/offloadd.toml")).unwrap();
-    plan(&cfg, &LinkSnapshot::from_names(["eth0", "eth1"])).unwrap()
+    plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(["eth0", "eth1"])),
+    )
+    .map(|p| p.ruleset)
+    .unwrap()
 }
 
 #[test]
@@ -253,7 +259,9 @@ fn device_update_names_only_the_changed_hooks() {
 #[test]
 fn mark_and_device_exclusions_are_kernel_expressions() {
     let cfg = parse_toml("[offload]\ndevices = [\"eth0\"]\n[[offload.exclude]]\nmark = \"0x10/0xff\"\niif = [\"wlan0\"]\n").unwrap();
-    let d = plan(&cfg, &LinkSnapshot::from_names(["eth0"])).unwrap();
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::from_names(["eth0"])))
+        .map(|p| p.ruleset)
+        .unwrap();
     let rules = create(&d, TableFlags { owner: true }, false).rule_texts();
     let original = &rules[0];
     assert!(original.contains("[ ct load mark => reg 1 ]"), "{original}");

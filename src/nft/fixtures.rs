@@ -9,6 +9,7 @@ use super::readback::Actual;
 use super::sys::{self, ChainInfo, FlowtableInfo, RuleInfo, TableInfo};
 use crate::config::parse_toml;
 use crate::link::LinkSnapshot;
+use crate::plan::Inputs;
 use crate::plan::{plan, Desired, CHAIN, FLOWTABLE_PRIORITY, TABLE};
 
 const INET: u32 = libc::NFPROTO_INET as u32;
@@ -22,7 +23,12 @@ pub fn plan_of(body: &str, present: &[&str]) -> Desired {
         "devices = [\"lan0\", \"wan0\", \"wan1\"]\n"
     };
     let cfg = parse_toml(&format!("[offload]\n{devices}{body}")).unwrap();
-    plan(&cfg, &LinkSnapshot::from_names(present.iter().copied())).unwrap()
+    plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(present.iter().copied())),
+    )
+    .map(|p| p.ruleset)
+    .unwrap()
 }
 
 /// Software offload (`hardware = "off"`, `counter` on) over the devices `present`.

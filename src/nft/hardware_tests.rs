@@ -5,6 +5,7 @@ use crate::link::LinkSnapshot;
 use crate::nft::batch::Object;
 use crate::nft::explain;
 use crate::plan::plan;
+use crate::plan::Inputs;
 use std::collections::BTreeSet;
 
 /// Accepts hardware only on `hw_ok`, refuses `sw_bad` outright; records what happens.
@@ -94,7 +95,12 @@ fn setup(hw: &str, devices: &[&str], hw_ok: &[&str]) -> (Fake, Desired, Hardware
         list.join(", ")
     ))
     .unwrap();
-    let d = plan(&cfg, &LinkSnapshot::from_names(devices.iter().copied())).unwrap();
+    let d = plan(
+        &cfg,
+        &Inputs::links(&LinkSnapshot::from_names(devices.iter().copied())),
+    )
+    .map(|p| p.ruleset)
+    .unwrap();
     let fake = Fake {
         hw_ok: set(hw_ok),
         ..Fake::default()
@@ -296,7 +302,9 @@ fn hardware_is_tried_on_the_ports_and_falls_back_to_the_configured_devices() {
         "br-lan",
         vec!["lan1".into(), "lan2".into(), "phy0-ap0".into()],
     );
-    let d = plan(&cfg, &links).unwrap();
+    let d = plan(&cfg, &Inputs::links(&links))
+        .map(|p| p.ruleset)
+        .unwrap();
 
     let mut all = Fake {
         hw_ok: set(&["lan1", "lan2", "phy0-ap0", "wan"]),

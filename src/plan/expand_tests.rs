@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{parse_toml, Config, Exclude, IpPrefix, L4Proto, PortRange};
 use crate::link::LinkSnapshot;
+use crate::plan::Inputs;
 use crate::plan::{plan, PlanError};
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
@@ -22,7 +23,9 @@ fn with(exclude: Vec<Exclude>) -> Config {
 /// seconds and gigabytes; counted first it takes microseconds, so the bound is loose).
 fn refused_quickly(cfg: &Config) -> PlanError {
     let started = Instant::now();
-    let e = plan(cfg, &LinkSnapshot::default()).expect_err("a bomb was accepted");
+    let e = plan(cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .expect_err("a bomb was accepted");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "refused after {took:?}: {e}");
     e
@@ -108,6 +111,8 @@ fn the_rule_cap_holds_for_all_entries_together() {
     let text = e.to_string();
     assert!(text.contains("4096") && text.contains("4608"), "{text}");
     let cfg = parse_toml(&entries_of_256_ports(8)).unwrap();
-    let d = plan(&cfg, &LinkSnapshot::default()).unwrap();
+    let d = plan(&cfg, &Inputs::links(&LinkSnapshot::default()))
+        .map(|p| p.ruleset)
+        .unwrap();
     assert_eq!(d.excludes.len(), 4096);
 }

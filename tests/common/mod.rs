@@ -180,7 +180,11 @@ pub fn enter_thread<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send 
 /// (no flowtables) accepts.
 pub fn desired(toml: &str) -> offloadd::plan::Desired {
     let cfg = offloadd::config::parse_toml(toml).unwrap();
-    offloadd::plan::plan(&cfg, &offloadd::link::LinkSnapshot::default())
-        .unwrap()
-        .without_flowtable()
+    offloadd::plan::plan(
+        &cfg,
+        &offloadd::plan::Inputs::links(&offloadd::link::LinkSnapshot::default()),
+    )
+    .map(|p| p.ruleset)
+    .unwrap()
+    .without_flowtable()
 }
