@@ -441,3 +441,45 @@ fn a_chain_at_the_top_priority_is_an_error_not_a_first_place() {
     assert_eq!(p, 300);
     assert!(why.contains("NOT after"), "{why}");
 }
+
+/// The other forward chains and the qdiscs are inputs of the one plan step: every
+/// caller gets the same priority and the same shaped devices.
+#[test]
+fn priority_and_shaping_come_from_the_inputs() {
+    let cfg = parse_toml("[offload]\ndevices = [\"wan\", \"lan\"]\n").unwrap();
+    let links = LinkSnapshot::from_names(["wan", "lan", "eth9"]);
+    let forward = [ForwardChain {
+        family: "inet".into(),
+        table: "late".into(),
+        chain: "forward".into(),
+        priority: 300,
+    }];
+    let shaped: BTreeMap<String, String> = [
+        ("wan".to_string(), "cake qdisc on wan".to_string()),
+        ("eth9".to_string(), "htb qdisc on eth9".to_string()),
+    ]
+    .into();
+    let p = plan(
+        &cfg,
+        &Inputs {
+            links: &links,
+            forward: &forward,
+            shaped: &shaped,
+        },
+    )
+    .unwrap();
+    assert_eq!(p.ruleset.priority, 301);
+    assert!(
+        p.priority_why.contains("inet late forward (300)"),
+        "{}",
+        p.priority_why
+    );
+    assert_eq!(
+        p.ruleset.shaped.keys().collect::<Vec<_>>(),
+        ["wan"],
+        "only devices of the flowtable count"
+    );
+    let alone = plan(&cfg, &Inputs::links(&links)).unwrap();
+    assert_eq!(alone.ruleset.priority, CHAIN_PRIORITY);
+    assert!(alone.ruleset.shaped.is_empty());
+}
