@@ -91,7 +91,11 @@ check deleted_device_reported_missing "$(device_state wan0)" poll 2 bash -c "dev
 LINK_MON=$OUT/links-monitor.txt
 ip netns exec "$R" env TZ=UTC ip -ts monitor link >"$LINK_MON" 2>&1 &
 LINK_MON_PID=$!
-sleep 0.3
+# Ready when it has seen a link of its own come and go (a fixed 0.3 s once ended before
+# the monitor ran, on a loaded machine: wan0's announcement was missed, "never ms").
+in_router ip link add oflprobe0 type dummy
+poll 10 grep -q oflprobe0 "$LINK_MON"
+in_router ip link del oflprobe0
 LINK_MARK=0
 mark_links() { LINK_MARK=$(wc -l <"$LINK_MON"); }
 announced_ms() { # announced_ms DEVICE: ms (epoch) of DEVICE's first RTM_NEWLINK since mark_links
