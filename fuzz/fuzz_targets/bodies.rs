@@ -5,12 +5,17 @@
 
 use std::time::Duration;
 
-use offloadd::plan::Inputs;
 use offloadd::config::{openwrt, uci, Config};
 use offloadd::conntrack::{decode, messages, FlowTracker, Message};
 use offloadd::control::parse_request;
 use offloadd::link::LinkSnapshot;
 use offloadd::nft::batch::{self, TableFlags};
+use offloadd::plan::Inputs;
+use offloadd::publish::{response, route, Route, CONTENT_TYPE};
+
+#[path = "netlink_bodies.rs"]
+mod netlink_bodies;
+pub use netlink_bodies::{monitor, readback, rtnetlink, READBACK_CONFIG, READBACK_LINKS};
 
 /// After parsing: plan against fixed present devices, render `offloadd plan`'s text
 /// and build the kernel batch (libnftnl), so every value the parsers let through
@@ -54,11 +59,15 @@ pub fn toml_plan(data: &[u8]) {
     }
 }
 
-/// The UCI reader and the OpenWrt mapping: up to three files separated by NUL bytes
-/// (firewall, network, offloadd), as load_uci reads them from /etc/config.
+/// The UCI reader and the OpenWrt mapping: up to three files (firewall, network,
+/// offloadd), as load_uci reads them from /etc/config, separated by 0xFF bytes. 0xFF never
+/// occurs in UTF-8 and load_uci refuses a file that is not UTF-8 before parsing, so every
+/// text the parser can meet, NUL bytes included, is reachable (the separator was NUL,
+/// which kept NUL from the parser). Other invalid UTF-8 becomes U+FFFD, text a file may
+/// hold.
 pub fn uci(data: &[u8]) {
     let mut files = Vec::new();
-    for part in data.split(|&b| b == 0).take(3) {
+    for part in data.split(|&b| b == 0xff).take(3) {
         match uci::parse_uci(&String::from_utf8_lossy(part)) {
             Ok(f) => files.push(f),
             Err(e) => return one_line_error(&e),
@@ -100,5 +109,74 @@ pub fn control(data: &[u8]) {
     if let Ok(req) = parse_request(data) {
         let again = serde_json::to_string(&req).expect("a Request serializes");
         assert_eq!(parse_request(again.as_bytes()), Ok(req));
+    }
+}
+
+/// What a metrics client sends before its head ends (publish::route), answered as the
+/// endpoint answers it (publish::response). Checks: only a request line of `GET` or `HEAD`,
+/// a target whose path is exactly `/metrics` and an `HTTP/1.x` version reaches the
+/// metrics, HEAD without a body; nothing but Bad before a blank line ends the head; bytes
+/// after that blank line change nothing (a pipelined second request included); every
+/// answer's Content-Length is the length of the body it carries.
+pub fn http(data: &[u8]) {
+    let r = route(data);
+    let ended = data.windows(4).any(|w| w == b"\r\n\r\n") || data.windows(2).any(|w| w == b"\n\n");
+    if !ended {
+        assert_eq!(r, Route::Bad, "routed a head that has not ended");
+    }
+    if let Route::Metrics { head_only } = r {
+        let line = data
+            .split(|&b| b == b'\n')
+            .next()
+            .expect("split yields one");
+        let line = std::str::from_utf8(line).expect("a routed request line is UTF-8");
+        let line = line.trim_end_matches('\r');
+        let words: Vec<&str> = line.split(' ').collect();
+        let [method, target, version] = words[..] else {
+            panic!(
+                "metrics for a request line of {} words: {line:?}",
+                words.len()
+            );
+        };
+        assert!(
+            method == "GET" || method == "HEAD",
+            "metrics for {method:?}"
+        );
+        assert_eq!(head_only, method == "HEAD");
+        assert!(
+            target == "/metrics" || target.starts_with("/metrics?"),
+            "metrics for target {target:?}"
+        );
+        assert!(version.starts_with("HTTP/1."), "metrics for {version:?}");
+    }
+    if ended {
+        let mut more = data.to_vec();
+        more.extend_from_slice(b"POST /other HTTP/1.1\r\nX: y\r\n\r\n");
+        assert_eq!(route(&more), r, "bytes after the head changed the route");
+    }
+    // The answer the endpoint sends for this route, with this input as a body.
+    let (code, head_only) = match r {
+        Route::Metrics { head_only } => (200, head_only),
+        Route::NotFound => (404, false),
+        Route::BadMethod => (405, false),
+        Route::Bad => (400, false),
+    };
+    let out = response(code, CONTENT_TYPE, data, head_only);
+    let end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an answer has a head")
+        + 4;
+    let head = std::str::from_utf8(&out[..end]).expect("an answer head is text");
+    assert!(head.starts_with(&format!("HTTP/1.1 {code} ")), "{head}");
+    assert!(
+        head.contains(&format!("\r\nContent-Length: {}\r\n", data.len())),
+        "{head}"
+    );
+    let body = &out[end..];
+    if head_only {
+        assert!(body.is_empty(), "HEAD answered with a body");
+    } else {
+        assert_eq!(body, data, "the body is not what was given");
     }
 }

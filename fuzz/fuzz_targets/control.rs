@@ -2,7 +2,7 @@
 //! Fuzz target; what it checks is bodies::control.
 
 #[path = "bodies.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod bodies;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::control(data));
